@@ -1,0 +1,89 @@
+"""Settings: the one place that reads the process environment.
+
+The server builds one `Settings` at start-up and passes it down; client commands build one
+`ClientSettings`. Nothing else in tuneforge looks at `os.environ`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server settings (env prefix `TUNEFORGE_`; host/port also accept `SIMPLETUNER_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore", populate_by_name=True)
+
+    host: str = Field("0.0.0.0", validation_alias=AliasChoices("TUNEFORGE_HOST", "SIMPLETUNER_HOST"))
+    port: int = Field(8001, ge=1, le=65535, validation_alias=AliasChoices("TUNEFORGE_PORT", "SIMPLETUNER_PORT"))
+    workspace: Path = Field(default_factory=Path.cwd, validation_alias=AliasChoices("TUNEFORGE_HOME"))
+    database_url: str | None = None
+    datasets_dir: Path | None = None
+    trusted_proxies: list[str] = Field(default_factory=list)
+    session_hours: int = Field(24 * 14, ge=1)
+    login_max_failures_per_account: int = Field(5, ge=1)
+    login_max_failures_per_client: int = Field(20, ge=1)
+    login_window_seconds: int = Field(15 * 60, ge=1)
+    max_upload_bytes: int = Field(20 * 1024**3, ge=1)
+    log_level: str = "info"
+
+    @field_validator("workspace", "datasets_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workspace / ".tuneforge"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.workspace / "config"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.workspace / "output"
+
+    @property
+    def datasets_root(self) -> Path:
+        return self.datasets_dir or self.workspace / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'state.db'}"
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
+
+
+DEFAULT_SERVER_URL = "http://localhost:8001"
+
+
+class ClientSettings(BaseSettings):
+    """Settings of the client commands (`tuneforge auth`, `datasets upload`, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore")
+
+    url: str | None = None
+    api_key: str | None = None
+    client_config: Path = Field(
+        default_factory=lambda: Path(os.path.expanduser("~/.config/tuneforge/client.json"))
+    )
