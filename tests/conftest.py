@@ -1,0 +1,96 @@
+"""Shared fixtures: a temporary workspace, the real app on a real SQLite file, and HTTP clients."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from tuneforge.api.app import create_app
+from tuneforge.settings import Settings
+
+ADMIN = {"email": "admin@example.com", "username": "admin", "password": "your-secure-password"}
+LOCAL = ("127.0.0.1", 50000)
+REMOTE = ("203.0.113.7", 50000)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "workspace"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def settings(workspace: Path) -> Settings:
+    return Settings(workspace=workspace)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+def _client(app: FastAPI, address: tuple[str, int] = LOCAL) -> TestClient:
+    return TestClient(app, base_url="http://localhost:8001", client=address, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def local_client(app: FastAPI) -> Iterator[TestClient]:
+    """A client on this machine, before any admin exists (acts as the local bootstrap admin)."""
+    with _client(app) as client:
+        yield client
+
+
+@pytest.fixture
+def remote_client(app: FastAPI) -> Iterator[TestClient]:
+    with _client(app, REMOTE) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous(app: FastAPI, admin_client: TestClient) -> Iterator[TestClient]:
+    """A client with no credentials, after setup is complete."""
+    with _client(app) as client:
+        yield client
+
+
+@pytest.fixture
+def admin_client(app: FastAPI) -> Iterator[TestClient]:
+    """A client logged in as the first admin (created through the API), authenticating with an API key."""
+    with _client(app) as client:
+        assert client.post("/api/cloud/auth/setup/first-admin", json=ADMIN).status_code == 201
+        key = client.post("/api/cloud/auth/api-keys", json={"name": "tests"}).json()["key"]
+        client.cookies.clear()
+        client.headers["X-API-Key"] = key
+        yield client
+
+
+@pytest.fixture
+def make_user(app: FastAPI, admin_client: TestClient) -> Callable[[str, str], TestClient]:
+    """Create a user with one level through the API and return a client holding an API key of theirs."""
+    opened: list[TestClient] = []
+
+    def make(username: str, level: str) -> TestClient:
+        password = f"{username}-pass-123"
+        body = {"email": f"{username}@example.com", "username": username, "password": password,
+                "level_names": [level]}
+        assert admin_client.post("/api/users", json=body).status_code == 201
+        client = _client(app).__enter__()
+        opened.append(client)
+        assert client.post("/api/cloud/auth/login", json={"username": username, "password": password}).is_success
+        key = client.post("/api/cloud/auth/api-keys", json={"name": "tests"}).json()["key"]
+        client.cookies.clear()
+        client.headers["X-API-Key"] = key
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
