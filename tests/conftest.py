@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
@@ -44,9 +45,15 @@ def _client(app: FastAPI, address: tuple[str, int] = LOCAL) -> TestClient:
 
 @pytest.fixture
 def local_client(app: FastAPI) -> Iterator[TestClient]:
-    """A client on this machine, before any admin exists (acts as the local bootstrap admin)."""
+    """A client on this machine, before any admin exists (acts as the local bootstrap admin).
+    It runs the app's lifespan; the other loopback clients share its transport (one app, one event loop)."""
     with _client(app) as client:
         yield client
+
+
+def _sibling(base: TestClient) -> httpx2.Client:
+    """Starlette's TestClient is built on httpx2, so its transport pairs with an httpx2 client."""
+    return httpx2.Client(transport=base._transport, base_url=base.base_url, follow_redirects=True)
 
 
 @pytest.fixture
@@ -56,16 +63,9 @@ def remote_client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def anonymous(app: FastAPI, admin_client: TestClient) -> Iterator[TestClient]:
-    """A client with no credentials, after setup is complete."""
-    with _client(app) as client:
-        yield client
-
-
-@pytest.fixture
-def admin_client(app: FastAPI) -> Iterator[TestClient]:
-    """A client logged in as the first admin (created through the API), authenticating with an API key."""
-    with _client(app) as client:
+def admin_client(local_client: TestClient) -> Iterator[httpx2.Client]:
+    """A client of the first admin (created through the API), authenticating with an API key."""
+    with _sibling(local_client) as client:
         assert client.post("/api/cloud/auth/setup/first-admin", json=ADMIN).status_code == 201
         key = client.post("/api/cloud/auth/api-keys", json={"name": "tests"}).json()["key"]
         client.cookies.clear()
@@ -74,16 +74,23 @@ def admin_client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def make_user(app: FastAPI, admin_client: TestClient) -> Callable[[str, str], TestClient]:
-    """Create a user with one level through the API and return a client holding an API key of theirs."""
-    opened: list[TestClient] = []
+def anonymous(local_client: TestClient, admin_client: httpx2.Client) -> Iterator[httpx2.Client]:
+    """A client with no credentials, after setup is complete."""
+    with _sibling(local_client) as client:
+        yield client
 
-    def make(username: str, level: str) -> TestClient:
+
+@pytest.fixture
+def make_user(local_client: TestClient, admin_client: httpx2.Client) -> Iterator[Callable[[str, str], httpx2.Client]]:
+    """Create a user with one level through the API and return a client holding an API key of theirs."""
+    opened: list[httpx2.Client] = []
+
+    def make(username: str, level: str) -> httpx2.Client:
         password = f"{username}-pass-123"
         body = {"email": f"{username}@example.com", "username": username, "password": password,
                 "level_names": [level]}
         assert admin_client.post("/api/users", json=body).status_code == 201
-        client = _client(app).__enter__()
+        client = _sibling(local_client)
         opened.append(client)
         assert client.post("/api/cloud/auth/login", json={"username": username, "password": password}).is_success
         key = client.post("/api/cloud/auth/api-keys", json={"name": "tests"}).json()["key"]
@@ -93,4 +100,4 @@ def make_user(app: FastAPI, admin_client: TestClient) -> Callable[[str, str], Te
 
     yield make
     for client in opened:
-        client.__exit__(None, None, None)
+        client.close()

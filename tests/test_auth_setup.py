@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.testclient import TestClient
 
-from tests.conftest import ADMIN, LOCAL, REMOTE
+from tests.conftest import ADMIN, LOCAL
+from tests.serverproc import start_server
 from tuneforge.services import setup
 
 
@@ -65,17 +66,22 @@ def test_second_first_admin_conflicts(local_client):
     assert local_client.get("/api/cloud/auth/setup/status").json()["user_count"] == 1
 
 
-def test_concurrent_first_admin_creates_exactly_one(app):
+def test_concurrent_first_admin_creates_exactly_one(workspace):
+    server = start_server(workspace)
+
     def attempt(n: int) -> int:
         body = {"email": f"a{n}@example.com", "username": f"admin{n}", "password": "your-secure-password"}
-        with TestClient(app, base_url="http://localhost", client=LOCAL) as client:
+        with server.client() as client:
             return client.post("/api/cloud/auth/setup/first-admin", json=body).status_code
 
-    with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(attempt, range(8)))
-    assert codes.count(201) == 1 and codes.count(409) == 7, codes
-    with TestClient(app, base_url="http://localhost", client=LOCAL) as client:
-        assert client.get("/api/auth/setup/status").json()["user_count"] == 1
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(attempt, range(8)))
+        assert codes.count(201) == 1 and codes.count(409) == 7, codes
+        with server.client() as client:
+            assert client.get("/api/auth/setup/status").json()["user_count"] == 1
+    finally:
+        server.stop()
 
 
 def test_weak_and_malformed_setup_bodies(local_client):

@@ -10,9 +10,10 @@ import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -25,12 +26,16 @@ class Settings(BaseSettings):
     workspace: Path = Field(default_factory=Path.cwd, validation_alias=AliasChoices("TUNEFORGE_HOME"))
     database_url: str | None = None
     datasets_dir: Path | None = None
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # "10.0.0.1,10.0.0.0/8"
     session_hours: int = Field(24 * 14, ge=1)
     login_max_failures_per_account: int = Field(5, ge=1)
     login_max_failures_per_client: int = Field(20, ge=1)
     login_window_seconds: int = Field(15 * 60, ge=1)
     max_upload_bytes: int = Field(20 * 1024**3, ge=1)
+    # Zip uploads are checked against these before anything is extracted.
+    zip_max_entries: int = Field(100_000, ge=1)
+    zip_max_uncompressed_bytes: int = Field(100 * 1024**3, ge=1)
+    zip_max_ratio: int = Field(200, ge=1)
     log_level: str = "info"
 
     @field_validator("workspace", "datasets_dir")
@@ -43,6 +48,13 @@ class Settings(BaseSettings):
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
         return value
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,9 +12,14 @@ from fastapi import Depends, FastAPI
 from tuneforge import __version__, workspace
 from tuneforge.api import errors
 from tuneforge.api.deps import authenticate
-from tuneforge.api.routes import auth, system, users
+from tuneforge.api.routes import auth, configs, datasets, jobs, system, users
+from tuneforge.api.routes import training as training_routes
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import upgrade_to_head
+from tuneforge.scheduler.runner import Scheduler
+from tuneforge.services import submission
+from tuneforge.services.permissions import Permission
+from tuneforge.services.principal import Principal
 from tuneforge.settings import Settings
 
 TAGS = [
@@ -26,14 +33,23 @@ TAGS = [
 ]
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
+    """The app; with `start_env`, that environment's training starts once the server is up."""
     workspace.prepare(settings)
     engine = make_engine(settings.resolved_database_url)
     upgrade_to_head(engine)
 
+    session_factory = make_session_factory(engine)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.scheduler = Scheduler(session_factory, settings.workspace, settings.state_dir)
+        await app.state.scheduler.start()
+        if start_env is not None:
+            await asyncio.to_thread(_start_environment, session_factory, settings, start_env)
+            app.state.scheduler.wake()
         yield
+        await app.state.scheduler.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -46,10 +62,23 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.session_factory = make_session_factory(engine)
+    app.state.session_factory = session_factory
     errors.install(app)
     app.include_router(system.router)
     app.include_router(auth.router, prefix="/api/cloud/auth")
     app.include_router(auth.router, prefix="/api/auth")
     app.include_router(users.router)
+    app.include_router(configs.router)
+    app.include_router(training_routes.router)
+    app.include_router(jobs.router)
+    app.include_router(datasets.router)
     return app
+
+
+SERVER_PRINCIPAL = Principal(user_id=None, username="server", permissions=frozenset(Permission), method="server-env")
+
+
+def _start_environment(session_factory, settings: Settings, env: str) -> None:
+    with session_factory() as db:
+        job = submission.submit(db, settings, SERVER_PRINCIPAL, {}, env=env)
+    logging.getLogger("tuneforge").warning("started training job %s from environment '%s'", job.id, env)

@@ -10,11 +10,11 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends
+from fastapi import Depends, WebSocketException, status
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from tuneforge.errors import Forbidden, NotAuthenticated
+from tuneforge.errors import Forbidden, NotAuthenticated, TuneforgeError
 from tuneforge.services import api_keys, sessions, setup
 from tuneforge.services.permissions import Permission, permissions_for
 from tuneforge.services.principal import Principal
@@ -114,8 +114,15 @@ def authenticate(conn: HTTPConnection, db: DbSession, local: IsLocal) -> Princip
         return None
     principal = _resolve(conn, db, local)
     if principal is None:
-        raise NotAuthenticated("Not authenticated: send an X-API-Key header or log in")
+        _refuse(conn, NotAuthenticated("Not authenticated: send an X-API-Key header or log in"))
     return principal
+
+
+def _refuse(conn: HTTPConnection, error: TuneforgeError) -> None:
+    """HTTP errors go through the error handlers; a WebSocket is closed with a policy-violation code."""
+    if conn.scope["type"] == "websocket":
+        raise WebSocketException(code=status.WS_1008_POLICY_VIOLATION, reason=error.detail[:120])
+    raise error
 
 
 def _resolve(conn: HTTPConnection, db: Session, local: bool) -> Principal | None:
@@ -148,9 +155,9 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 def Requires(permission: Permission) -> Any:  # noqa: N802 - reads as a type in signatures
     """`caller: Annotated[Principal, Requires(Permission.JOB_SUBMIT)]` — 403 unless granted."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    def check(conn: HTTPConnection, principal: CurrentPrincipal) -> Principal:
         if not principal.can(permission):
-            raise Forbidden(f"Not allowed: this needs the '{permission}' permission")
+            _refuse(conn, Forbidden(f"Not allowed: this needs the '{permission}' permission"))
         return principal
 
     return Depends(check)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneforge.cli import auth, server
+from tuneforge.cli import auth, configs, datasets, server
 
 app = typer.Typer(
     name="tuneforge",
@@ -14,6 +14,8 @@ app = typer.Typer(
 )
 app.command("server")(server.serve)
 app.add_typer(auth.app, name="auth")
+app.add_typer(configs.app, name="configs")
+app.add_typer(datasets.app, name="datasets")
 
 
 def main() -> None:

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 import uvicorn
 from rich.console import Console
 
 from tuneforge.api.app import create_app
-from tuneforge.services import setup
+from tuneforge.errors import TuneforgeError
+from tuneforge.services import setup, validation
 from tuneforge.settings import Settings
 
 console = Console(stderr=True)
@@ -26,14 +28,34 @@ def serve(
 ) -> None:
     """Start the tuneforge server."""
     overrides: dict[str, Any] = {"host": host, "port": port, "workspace": workspace}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for problem in exc.errors():
+            console.print(f"[red]Setting {'.'.join(map(str, problem['loc']))}: {problem['msg']}[/red]")
+        raise typer.Exit(2) from exc
     if env is not None:
-        console.print("[red]--env is not available yet: this build cannot run training jobs.[/red]")
-        raise typer.Exit(2)
-    app = create_app(settings)
+        _check_environment(settings, env)
+    app = create_app(settings, start_env=env)
     _announce(settings, app)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            timeout_graceful_shutdown=5)
     uvicorn.Server(config).run()
+
+
+def _check_environment(settings: Settings, env: str) -> None:
+    """Refuse to start with a clear message when the environment would not train."""
+    try:
+        report = validation.validate(settings, env=env)
+    except TuneforgeError as exc:
+        console.print(f"[red]Environment '{env}': {exc.detail}[/red]")
+        raise typer.Exit(2) from exc
+    if not report.valid:
+        console.print(f"[red]Environment '{env}' is not valid; the server did not start:[/red]")
+        for problem in report.errors:
+            console.print(f"  - {problem.field}: {problem.message}")
+        raise typer.Exit(2)
+    console.print(f"Environment '{env}' is valid; training starts once the server is ready.")
 
 
 def _announce(settings: Settings, app: Any) -> None:

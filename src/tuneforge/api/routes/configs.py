@@ -1,0 +1,89 @@
+"""Config environments and the options registry (`/api/configs`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+
+from tuneforge.api.deps import Requires, SettingsDep
+from tuneforge.options import names
+from tuneforge.options.dataloader import DatasetConfig
+from tuneforge.options.families import FAMILIES
+from tuneforge.schemas.configs import ConfigUpdate, DataloaderRequest, EnvironmentCreate
+from tuneforge.services import configs, examples
+from tuneforge.services.permissions import Permission
+from tuneforge.services.principal import Principal
+
+router = APIRouter(prefix="/api/configs", tags=["configurations"])
+
+Viewer = Annotated[Principal, Requires(Permission.CONFIG_VIEW)]
+Editor = Annotated[Principal, Requires(Permission.CONFIG_EDIT)]
+Json = dict[str, Any]
+
+
+@router.get("/")
+@router.get("", include_in_schema=False)
+def list_configs(settings: SettingsDep, _: Viewer,
+                 config_type: Literal["model", "dataloader"] = Query("model")) -> Json:
+    """List environments: `{"configs": [...], "active", "count"}`."""
+    return configs.list_environments(settings, config_type)
+
+
+@router.post("/environments", status_code=201)
+def create_environment(data: EnvironmentCreate, settings: SettingsDep, _: Editor) -> Json:
+    """Create `config/<name>/config.json` and a starter dataloader file (or copy a shipped example)."""
+    return configs.create_environment(settings, data)
+
+
+@router.get("/examples")
+def list_examples(_: Viewer) -> Json:
+    found = examples.list_examples()
+    return {"examples": found, "count": len(found)}
+
+
+@router.get("/options")
+def list_options(_: Viewer) -> Json:
+    """The options registry: every option with type, default, choices/range, help and applicability."""
+    options = names.metadata()
+    families = {f.name: {"default_flavour": f.default_flavour,
+                         "flavours": {v.name: v.hub_id for v in f.flavours.values()}} for f in FAMILIES.values()}
+    return {"options": options, "count": len(options), "families": families,
+            "dataloader_keys": list(DatasetConfig.model_fields)}
+
+
+@router.get("/{name}")
+def get_config(name: str, settings: SettingsDep, _: Viewer) -> Json:
+    """`{"name", "config": {"--option": value}, "metadata"}`."""
+    return configs.get_environment(settings, name)
+
+
+@router.put("/{name}")
+def replace_config(name: str, data: ConfigUpdate, settings: SettingsDep, _: Editor) -> Json:
+    """Validate and replace the config (422 with per-field errors); the previous file is kept as a backup."""
+    return configs.replace_config(settings, name, data)
+
+
+@router.delete("/{name}")
+def delete_config(name: str, settings: SettingsDep, _: Editor) -> Json:
+    return configs.delete_environment(settings, name)
+
+
+@router.post("/{name}/activate")
+def activate_config(name: str, settings: SettingsDep, _: Editor) -> Json:
+    return configs.activate(settings, name)
+
+
+@router.post("/{name}/dataloader")
+def write_dataloader(name: str, settings: SettingsDep, _: Editor,
+                     data: Annotated[DataloaderRequest | None, Body()] = None) -> Json:
+    """Write a starter dataloader file; 409 if one exists, unless `{"overwrite": true}`."""
+    return configs.write_dataloader(settings, name, (data or DataloaderRequest()).overwrite)
+
+
+@router.get("/{name}/export")
+def export_config(name: str, settings: SettingsDep, _: Viewer) -> JSONResponse:
+    """Everything of the environment in one JSON document, for version control."""
+    body = configs.export_environment(settings, name)
+    return JSONResponse(body, headers={"Content-Disposition": f'attachment; filename="{name}.json"'})

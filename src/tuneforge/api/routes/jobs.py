@@ -1,0 +1,185 @@
+"""Training jobs over HTTP: status, events, live streams, steering, checkpoints (/api/training, /api/jobs)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi.responses import StreamingResponse
+from starlette.websockets import WebSocketDisconnect
+
+from tuneforge.api import streams
+from tuneforge.api.deps import DbSession, Requires, SettingsDep
+from tuneforge.api.forms import FormFields
+from tuneforge.schemas.jobs import (
+    CheckpointList,
+    EventPage,
+    JobAction,
+    JobList,
+    JobPublic,
+    StartResponse,
+    TrainingStatus,
+)
+from tuneforge.services import checkpoints, job_events, jobs, steering, submission
+from tuneforge.services.permissions import Permission
+from tuneforge.services.principal import Principal
+
+router = APIRouter(tags=["training"])
+
+Viewer = Annotated[Principal, Requires(Permission.JOB_VIEW_ALL)]
+Submitter = Annotated[Principal, Requires(Permission.JOB_SUBMIT)]
+Steerer = Annotated[Principal, Requires(Permission.JOB_CANCEL_OWN)]
+SinceIndex = Annotated[int, Query(ge=0, description="First event index to return")]
+
+
+@router.post("/api/training/start", status_code=202, response_model=StartResponse)
+async def training_start(request: Request, fields: FormFields, settings: SettingsDep,
+                         principal: Submitter) -> StartResponse:
+    """Validate (as `validate` does), record the job and launch the trainer. 422 leaves nothing behind."""
+    scheduler = request.app.state.scheduler
+    job_id = await asyncio.to_thread(_submit, request, settings, principal, fields)
+    scheduler.wake()
+    state = await scheduler.wait_for_launch(job_id, timeout=5.0)
+    launched = state != "queued"
+    return StartResponse(job_id=job_id, status="running" if launched else "queued", state=state,
+                         message="Training started" if launched else "Training queued")
+
+
+def _submit(request: Request, settings: SettingsDep, principal: Principal, fields: dict) -> str:
+    with request.app.state.session_factory() as db:
+        return submission.submit(db, settings, principal, fields).id
+
+
+@router.post("/api/training/cancel", response_model=JobAction)
+def training_cancel(db: DbSession, fields: FormFields, principal: Steerer) -> JobAction:
+    """Cancel at once (form field `job_id` optional: the active job by default)."""
+    job_id = fields.get("job_id") or None
+    return steering.cancel(db, steering.target(db, str(job_id) if job_id else None), principal)
+
+
+@router.get("/api/training/status", response_model=TrainingStatus)
+def training_status(db: DbSession, _: Viewer) -> TrainingStatus:
+    job = jobs.current_or_latest(db)
+    if job is None:
+        return TrainingStatus(status="idle", job_id=None, progress=None, startup_progress={}, job_info=None)
+    info = steering.public(job)
+    return TrainingStatus(status=job.state, job_id=job.id, progress=job.progress,
+                          startup_progress=info.startup_progress, job_info=info)
+
+
+@router.get("/api/training/events", response_model=EventPage)
+def training_events(db: DbSession, _: Viewer, since_index: SinceIndex = 0, job_id: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> EventPage:
+    job = jobs.get(db, job_id) if job_id else jobs.current_or_latest(db)
+    if job is None:
+        return EventPage(events=[], job_id=None, next_index=since_index)
+    return _page(db, job.id, since_index, limit)
+
+
+def _page(db: DbSession, job_id: str, since_index: int, limit: int) -> EventPage:
+    events = job_events.since(db, job_id, since_index, limit)
+    next_index = events[-1]["index"] + 1 if events else since_index
+    return EventPage(events=events, job_id=job_id, next_index=next_index)
+
+
+def _sse_response(request: Request, job_id: str | None, since_index: int, last_event_id: str | None) -> StreamingResponse:
+    if last_event_id and last_event_id.strip().isdigit():
+        since_index = max(since_index, int(last_event_id) + 1)
+    scheduler = request.app.state.scheduler
+    events = streams.follow(request.app.state.session_factory, scheduler.bus, job_id, since_index)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(streams.sse(events), media_type="text/event-stream", headers=headers)
+
+
+@router.get("/api/training/events/stream", response_class=StreamingResponse)
+def training_events_sse(request: Request, _: Viewer, since_index: SinceIndex = 0, job_id: str | None = None,
+                        last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> StreamingResponse:
+    """Server-Sent Events (a WebSocket on the same path streams the same events)."""
+    return _sse_response(request, job_id, since_index, last_event_id)
+
+
+@router.get("/api/training/stream", response_class=StreamingResponse)
+def training_stream(request: Request, _: Viewer, since_index: SinceIndex = 0, job_id: str | None = None,
+                    last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> StreamingResponse:
+    """The same SSE stream, at the path of the tutorial's reverse-proxy sample."""
+    return _sse_response(request, job_id, since_index, last_event_id)
+
+
+@router.websocket("/api/training/events/stream")
+async def training_events_ws(websocket: WebSocket, _: Viewer, since_index: int = 0, job_id: str | None = None) -> None:
+    await websocket.accept()
+    scheduler = websocket.app.state.scheduler
+    try:
+        async for current, event in streams.follow(websocket.app.state.session_factory, scheduler.bus,
+                                                   job_id, max(0, since_index)):
+            if event:
+                await websocket.send_json({"job_id": current, "event": event})
+        await websocket.close()
+    except WebSocketDisconnect:
+        return
+
+
+@router.post("/api/training/stop", response_model=JobAction)
+def training_stop(db: DbSession, principal: Steerer) -> JobAction:
+    return steering.stop(db, steering.target(db, None), principal)
+
+
+@router.post("/api/training/validation/run", status_code=202, response_model=JobAction)
+def training_validation(db: DbSession, _: Submitter) -> JobAction:
+    return steering.trigger(steering.target(db, None), "validate")
+
+
+@router.post("/api/training/checkpoint/run", status_code=202, response_model=JobAction)
+def training_checkpoint(db: DbSession, _: Submitter) -> JobAction:
+    return steering.trigger(steering.target(db, None), "checkpoint")
+
+
+@router.get("/api/training/checkpoints", response_model=CheckpointList)
+@router.post("/api/training/checkpoints", response_model=CheckpointList)
+def training_checkpoints(db: DbSession, _: Viewer, job_id: str | None = None) -> CheckpointList:
+    job = jobs.get(db, job_id) if job_id else jobs.current_or_latest(db)
+    if job is None:
+        return CheckpointList(output_dir=None, checkpoints=[], total=0)
+    found = checkpoints.list_for(Path(job.output_dir))
+    return CheckpointList(output_dir=job.output_dir, checkpoints=found, total=len(found))
+
+
+@router.get("/api/jobs", response_model=JobList)
+def list_jobs(db: DbSession, _: Viewer, state: str | None = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JobList:
+    found = [steering.public(job) for job in jobs.list_all(db, limit, state)]
+    return JobList(jobs=found, count=len(found))
+
+
+@router.get("/api/jobs/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, db: DbSession, _: Viewer) -> JobPublic:
+    return steering.public(jobs.get(db, job_id))
+
+
+@router.get("/api/jobs/{job_id}/events", response_model=EventPage)
+def job_events_page(job_id: str, db: DbSession, _: Viewer, since_index: SinceIndex = 0,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> EventPage:
+    jobs.get(db, job_id)
+    return _page(db, job_id, since_index, limit)
+
+
+@router.post("/api/jobs/{job_id}/stop", response_model=JobAction)
+def job_stop(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
+    return steering.stop(db, jobs.get(db, job_id), principal)
+
+
+@router.post("/api/jobs/{job_id}/cancel", response_model=JobAction)
+def job_cancel(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
+    return steering.cancel(db, jobs.get(db, job_id), principal)
+
+
+@router.post("/api/jobs/{job_id}/checkpoint", status_code=202, response_model=JobAction)
+def job_checkpoint(job_id: str, db: DbSession, _: Submitter) -> JobAction:
+    return steering.trigger(jobs.get(db, job_id), "checkpoint")
+
+
+@router.post("/api/jobs/{job_id}/validation", status_code=202, response_model=JobAction)
+def job_validation(job_id: str, db: DbSession, _: Submitter) -> JobAction:
+    return steering.trigger(jobs.get(db, job_id), "validate")

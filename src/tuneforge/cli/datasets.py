@@ -1,0 +1,163 @@
+"""`tuneforge datasets upload PATH --to NAME`: push a folder or a zip to a running server, with a progress bar.
+
+The multipart body is generated on the fly from the files on disk (with an exact Content-Length, so the server can
+refuse an oversized upload before it starts); a folder goes in batches so that one failure costs one batch and a
+re-run skips the files already there (the server skips identical files).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from tuneforge.cli.client import check, connect
+from tuneforge.services.datasets.kinds import ALLOWED_SUFFIXES
+
+app = typer.Typer(help="Dataset folders and uploads on a running server.", no_args_is_help=True)
+console = Console()
+
+CHUNK = 1024 * 1024
+MAX_BATCH_FILES = 1000
+UrlOption = Annotated[str | None, typer.Option(help="Server URL [env TUNEFORGE_URL; default http://localhost:8001]")]
+Part = tuple[str, str, Path]  # form field, file name sent, local file
+
+
+@app.command()
+def upload(
+    path: Annotated[Path, typer.Argument(exists=True, readable=True, help="A dataset folder or a .zip file")],
+    to: Annotated[str, typer.Option("--to", help="Dataset folder on the server, relative to its datasets root")],
+    url: UrlOption = None,
+    on_conflict: Annotated[str, typer.Option(help="A different file of the same name exists: rename | skip")] = "rename",
+    batch_mb: Annotated[int, typer.Option(min=1, help="Folder uploads: MiB per request")] = 512,
+) -> None:
+    """Upload a folder (structure kept) or a zip (extracted on the server) into the dataset folder NAME."""
+    with connect(url, timeout=3600.0) as client:
+        target = _ensure_folder(client, to)
+        if path.is_file():
+            totals = _send_all(client, "/api/datasets/upload/zip", target, on_conflict, [[("file", path.name, path)]])
+        else:
+            parts, ignored = _folder_parts(path)
+            if ignored:
+                console.print(f"Not sent ({len(ignored)} files of other types): {', '.join(ignored[:5])}"
+                              + (" ..." if len(ignored) > 5 else ""))
+            if not parts:
+                console.print("[red]No images, captions or metadata files to upload in that folder.[/red]")
+                raise typer.Exit(1)
+            totals = _send_all(client, "/api/datasets/upload", target, on_conflict, _batches(parts, batch_mb))
+    _print_summary(totals, target)
+
+
+def _ensure_folder(client: httpx.Client, to: str) -> str:
+    """Create the target folder (and say nothing if it exists); returns its path on the server."""
+    wanted = PurePosixPath(to.strip() or ".")
+    parent = "" if str(wanted.parent) == "." else str(wanted.parent)
+    response = client.post("/api/datasets/folders", data={"parent_path": parent, "folder_name": wanted.name})
+    if response.status_code == 409:
+        return str(wanted)
+    return check(response)["path"]
+
+
+def _folder_parts(folder: Path) -> tuple[list[Part], list[str]]:
+    """Files to send (allowed types; hidden files and links left out) and the names of those left out."""
+    parts: list[Part] = []
+    ignored: list[str] = []
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(current, d)))
+        for name in sorted(files):
+            local = Path(current, name)
+            relative = local.relative_to(folder).as_posix()
+            if name.startswith(".") or local.is_symlink():
+                continue
+            if local.suffix.lower() in ALLOWED_SUFFIXES:
+                parts.append(("files[]", relative, local))
+            else:
+                ignored.append(relative)
+    return parts, ignored
+
+
+def _batches(parts: list[Part], batch_mb: int) -> list[list[Part]]:
+    limit = batch_mb * 1024 * 1024
+    batches: list[list[Part]] = [[]]
+    size = 0
+    for part in parts:
+        length = part[2].stat().st_size
+        if batches[-1] and (size + length > limit or len(batches[-1]) >= MAX_BATCH_FILES):
+            batches.append([])
+            size = 0
+        batches[-1].append(part)
+        size += length
+    return batches
+
+
+def _send_all(client: httpx.Client, route: str, target: str, on_conflict: str,
+              batches: list[list[Part]]) -> dict[str, Any]:
+    totals: dict[str, Any] = {"files_uploaded": 0, "files_skipped": 0, "errors": []}
+    total_bytes = sum(part[2].stat().st_size for batch in batches for part in batch)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("uploading", total=total_bytes)
+        for number, batch in enumerate(batches, start=1):
+            progress.update(task, description=f"batch {number}/{len(batches)}")
+            fields = {"target_path": target, "on_conflict": on_conflict}
+            body, length, content_type = multipart_body(fields, batch, lambda n: progress.advance(task, n))
+            headers = {"Content-Type": content_type, "Content-Length": str(length)}
+            result = check(client.post(route, content=body, headers=headers))
+            for key in ("files_uploaded", "files_skipped"):
+                totals[key] += result[key]
+            totals["errors"] += result["errors"]
+    return totals
+
+
+def multipart_body(fields: dict[str, str], files: list[Part],
+                   advance: Callable[[int], None]) -> tuple[Iterator[bytes], int, str]:
+    """A streamed multipart/form-data body, its exact length and its content type."""
+    boundary = secrets.token_hex(16)
+    heads = [_part_head(boundary, name, None) + value.encode() + b"\r\n" for name, value in fields.items()]
+    file_heads = [_part_head(boundary, field, filename) for field, filename, _ in files]
+    tail = f"--{boundary}--\r\n".encode()
+    length = sum(map(len, heads)) + sum(len(h) + p.stat().st_size + 2 for h, (_, _, p) in zip(file_heads, files))
+
+    def generate() -> Iterator[bytes]:
+        yield from heads
+        for head, (_, _, local) in zip(file_heads, files):
+            yield head
+            with local.open("rb") as handle:
+                while block := handle.read(CHUNK):
+                    advance(len(block))
+                    yield block
+            yield b"\r\n"
+        yield tail
+
+    return generate(), length + len(tail), f"multipart/form-data; boundary={boundary}"
+
+
+def _part_head(boundary: str, name: str, filename: str | None) -> bytes:
+    disposition = f'form-data; name="{_quote(name)}"'
+    if filename is not None:
+        disposition += f'; filename="{_quote(filename)}"'
+        return f"--{boundary}\r\nContent-Disposition: {disposition}\r\n" \
+               f"Content-Type: application/octet-stream\r\n\r\n".encode()
+    return f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+
+
+def _print_summary(totals: dict[str, Any], target: str) -> None:
+    console.print(f"Uploaded {totals['files_uploaded']} files to {target}; skipped {totals['files_skipped']}.")
+    for line in totals["errors"][:20]:
+        console.print(f"  - {line}")
+    if len(totals["errors"]) > 20:
+        console.print(f"  ... and {len(totals['errors']) - 20} more")
+    if totals["files_uploaded"] == 0 and totals["files_skipped"]:
+        raise typer.Exit(1)

@@ -1,0 +1,21 @@
+"""Load an image and apply its plan: EXIF rotation, RGB, resize, crop, to a tensor in [-1, 1]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from tuneforge.data.buckets import Plan
+
+
+def load_pixels(path: Path, plan: Plan) -> torch.Tensor:
+    """(3, H, W) float tensor in [-1, 1]; raises OSError for truncated or unreadable files."""
+    with Image.open(path) as image:
+        image.load()
+        image = ImageOps.exif_transpose(image).convert("RGB")
+    image = image.resize(plan.resize, Image.Resampling.LANCZOS).crop(plan.box)
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()

@@ -1,0 +1,150 @@
+"""Trainer events: the envelope, the types, a line-per-event writer and a reader.
+
+Torch-free on purpose: the server imports this module to parse `events.jsonl`. The trainer writes events
+without `index` or `job_id`; the server adds both when it tails the file.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+EventType = Literal[
+    "lifecycle.stage",
+    "training.status",
+    "training.progress",
+    "training.checkpoint",
+    "training.validation",
+    "validation.image",
+    "notification",
+    "error",
+    "log.message",
+]
+Severity = Literal["debug", "info", "success", "warning", "error"]
+TrainingStatus = Literal["started", "running", "completed", "stopped", "cancelled", "failed"]
+StageStatus = Literal["pending", "running", "completed", "skipped", "failed"]
+EVENTS_FILE = "events.jsonl"
+
+
+class Stage(BaseModel):
+    key: str
+    label: str
+    status: StageStatus
+    percent: float = 0.0
+    current: int = 0
+    total: int = 0
+
+
+class Progress(BaseModel):
+    step: int
+    total_steps: int
+    epoch: int
+    total_epochs: int
+    loss: float | None = None
+    learning_rate: float | None = None
+    samples_per_second: float | None = None
+    percent: float = 0.0
+
+
+class CheckpointInfo(BaseModel):
+    name: str
+    path: str
+    step: int
+
+
+class Image(BaseModel):
+    src: str
+    mime_type: str = "image/png"
+
+
+class Event(BaseModel):
+    """One trainer event. Extra keys are kept so that newer trainers stay readable by older servers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: EventType
+    severity: Severity = "info"
+    timestamp: str
+    title: str = ""
+    message: str = ""
+    data: dict[str, Any] = {}
+    progress: Progress | None = None
+    stage: Stage | None = None
+    checkpoint: CheckpointInfo | None = None
+    images: list[Image] | None = None
+    videos: list[Image] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), separators=(",", ":"))
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def make(event_type: EventType, title: str = "", message: str = "", **fields: Any) -> Event:
+    return Event(type=event_type, timestamp=now(), title=title, message=message, **fields)
+
+
+class EventWriter:
+    """Appends one event per line and flushes it. `enabled=False` (ranks other than 0) writes nothing."""
+
+    def __init__(self, path: Path | None, enabled: bool = True) -> None:
+        self.path = Path(path) if path is not None else None
+        self.enabled = enabled and path is not None
+        self._lock = threading.Lock()
+        self._listeners: list = []
+
+    def add_listener(self, callback) -> None:
+        """`callback(event)` is called for every event (the CLI draws progress bars with it)."""
+        self._listeners.append(callback)
+
+    def emit(self, event: Event) -> Event:
+        if self.enabled:
+            line = event.to_json() + "\n"
+            with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+        for callback in self._listeners:
+            callback(event)
+        return event
+
+    def __call__(self, event_type: EventType, title: str = "", message: str = "", **fields: Any) -> Event:
+        return self.emit(make(event_type, title, message, **fields))
+
+    # Shorthands used all over the trainer.
+    def stage(self, key: str, label: str, status: StageStatus, current: int = 0, total: int = 0) -> Event:
+        percent = 100.0 if status == "completed" else (100.0 * current / total if total else 0.0)
+        stage = Stage(key=key, label=label, status=status, percent=round(percent, 1), current=current, total=total)
+        return self("lifecycle.stage", label, f"{label}: {status}", stage=stage)
+
+    def status(self, status: TrainingStatus, message: str = "", severity: Severity = "info", **data: Any) -> Event:
+        return self("training.status", f"Training {status}", message, severity=severity, data={"status": status, **data})
+
+    def log(self, message: str, severity: Severity = "info", **data: Any) -> Event:
+        return self("log.message", message[:120], message, severity=severity, data=data)
+
+    def error(self, title: str, message: str, **data: Any) -> Event:
+        return self("error", title, message, severity="error", data=data)
+
+
+def read_events(path: Path) -> Iterator[Event]:
+    """Parse a run's events file; a torn last line (writer killed mid-write) is skipped."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                return
+            try:
+                yield Event.model_validate_json(line)
+            except ValueError:
+                continue

@@ -1,0 +1,200 @@
+"""The options registry: every training option, as one typed pydantic model.
+
+A field's name is the option name without `--`. Each field carries its type, default, range or choices, help text
+and, in `json_schema_extra`, its category and the model families / model types it applies to. Validation of
+configs, merging of form fields, the trainer's reading of `spec.json` and `GET /api/configs/options` all derive
+from this one class.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tuneforge.options.families import FAMILIES, flavour_of
+
+
+def opt(
+    default: Any,
+    description: str,
+    category: str,
+    *,
+    families: list[str] | None = None,
+    model_types: list[str] | None = None,
+    mismatch: Literal["warning", "error"] = "warning",
+    aliases: list[str] | None = None,
+    **constraints: Any,
+) -> Any:
+    """A registry field. `mismatch` says whether setting it for another family/model type is an error."""
+    extra = {"category": category, "families": families, "model_types": model_types, "mismatch": mismatch,
+             "aliases": aliases or []}
+    return Field(default, description=description, json_schema_extra=extra, **constraints)
+
+
+class WebhookTarget(BaseModel):
+    """One entry of `--webhook_config`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_type: Literal["raw", "discord"] = "raw"
+    callback_url: str = Field(pattern=r"^https?://\S+$", description="http(s) URL that receives events")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    ssl_no_verify: bool = False
+    auth_token: str | None = Field(None, description="Sent as a bearer token; also the HMAC key (secret)")
+
+
+FLUX = ["flux"]
+LORA = ["lora"]
+Family = Literal["pixart_sigma", "flux"]
+Precision = Literal["no_change", "bf16", "fp16", "fp32", "int8-quanto", "fp8-quanto", "int4-quanto", "nf4-bnb"]
+Optimizer = Literal["adamw_bf16", "adamw", "optimi-adamw", "optimi-lion", "prodigy"]
+Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"]
+RESOLUTION_PATTERN = r"^\s*\d+(x\d+)?(\s*,\s*\d+(x\d+)?)*\s*$"
+
+
+class TrainingOptions(BaseModel):
+    """All options of one training run (defaults are the registry defaults)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_default=False)
+
+    # --- model -----------------------------------------------------------------------------------------------
+    model_family: Family = opt(..., "Model family to train.", "model")
+    model_flavour: str | None = opt(
+        None, "Variant of the family (sets the default base model); the family's default when empty.", "model")
+    model_type: Literal["full", "lora"] = opt("lora", "Train all weights (full) or an adapter (lora).", "model")
+    lora_type: Literal["standard", "lycoris"] = opt(
+        "standard", "Adapter kind: diffusers LoRA (standard) or LyCORIS.", "model", model_types=LORA,
+        mismatch="error")
+    lora_rank: int = opt(16, "LoRA rank.", "model", model_types=LORA, ge=1, le=1024)
+    lora_alpha: float | None = opt(None, "LoRA alpha (scale = alpha / rank); the rank when empty.", "model",
+                                   model_types=LORA, gt=0)
+    lora_dropout: float = opt(0.0, "Dropout on the LoRA branch.", "model", model_types=LORA, ge=0, lt=1)
+    lycoris_config: str | None = opt(
+        None, "LyCORIS JSON file (algo, multiplier, factors, ...); relative to config/ or the workspace.",
+        "model", model_types=LORA)
+    flux_lora_target: Literal["mmdit", "context", "all", "all+ffs", "tiny", "nano"] = opt(
+        "all", "Which Flux layers a standard LoRA targets.", "model", families=FLUX, model_types=LORA)
+    pretrained_model_name_or_path: str | None = opt(
+        None, "Hub id or local diffusers folder of the base model; the flavour's hub id when empty.", "model")
+    base_model_precision: Precision = opt(
+        "no_change", "Load base weights in this dtype, or quantise them (quantised needs model_type lora).",
+        "model")
+
+    # --- schedule --------------------------------------------------------------------------------------------
+    max_train_steps: int = opt(0, "Stop after this many optimizer steps (0: use epochs).", "schedule", ge=0)
+    num_train_epochs: int = opt(1, "Stop after this many epochs (0: use steps).", "schedule", ge=0)
+    train_batch_size: int = opt(1, "Samples per device per micro-batch.", "schedule", ge=1, le=4096)
+    gradient_accumulation_steps: int = opt(1, "Micro-batches per optimizer step.", "schedule", ge=1, le=4096)
+    learning_rate: float = opt(1e-4, "Peak learning rate.", "schedule", gt=0, le=1)
+    lr_scheduler: Scheduler = opt("constant", "Learning-rate schedule after warm-up.", "schedule")
+    lr_warmup_steps: int = opt(0, "Linear warm-up steps.", "schedule", ge=0)
+    optimizer: Optimizer = opt("adamw_bf16", "Optimizer.", "schedule")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm (0 disables).", "schedule", ge=0)
+    seed: int | None = opt(None, "Random seed for exact reproduction and resume.", "schedule", ge=0)
+    mixed_precision: Literal["bf16", "fp16", "no"] = opt("bf16", "Autocast precision.", "schedule")
+    gradient_checkpointing: bool = opt(False, "Trade compute for memory.", "schedule")
+    caption_dropout_probability: float = opt(0.0, "Probability of training on an empty caption.", "schedule",
+                                             ge=0, le=1)
+
+    # --- checkpoints -----------------------------------------------------------------------------------------
+    checkpoint_step_interval: int = opt(500, "Save a checkpoint every N steps (0: only at the end).",
+                                        "checkpoints", ge=0, aliases=["checkpointing_steps"])
+    checkpoints_total_limit: int | None = opt(None, "Keep at most this many checkpoints (oldest removed).",
+                                              "checkpoints", ge=1)
+    resume_from_checkpoint: str | None = opt(
+        None, "'latest', a checkpoint folder name in output_dir, or a path.", "checkpoints")
+
+    # --- validation ------------------------------------------------------------------------------------------
+    validation_prompt: str | None = opt(None, "Prompt for validation images (none: no validation).",
+                                        "validation")
+    validation_negative_prompt: str = opt("", "Negative prompt for validation images.", "validation")
+    validation_step_interval: int = opt(100, "Validate every N steps (0: never on a schedule).", "validation",
+                                        ge=0, aliases=["validation_steps"])
+    validation_guidance: float = opt(4.0, "Classifier-free guidance scale for validation.", "validation",
+                                     ge=0, le=50)
+    validation_resolution: str | None = opt(
+        None, "WIDTHxHEIGHT (or several, comma separated); the training resolution when empty.", "validation",
+        pattern=RESOLUTION_PATTERN)
+    validation_num_inference_steps: int = opt(28, "Sampling steps for validation.", "validation", ge=1, le=1000)
+    validation_seed: int | None = opt(None, "Seed for validation sampling.", "validation", ge=0)
+    validation_preview: bool = opt(False, "Emit intermediate previews while sampling.", "validation")
+    validation_preview_steps: int = opt(1, "Emit a preview every N sampling steps.", "validation", ge=1)
+    validation_method: Literal["builtin", "external-script"] = opt(
+        "builtin", "Run validation in the trainer, or hand it to an external script.", "validation")
+    validation_external_script: str | None = opt(
+        None, "Command run for external validation; {placeholders} are filled in.", "validation")
+    validation_external_background: bool = opt(False, "Do not wait for the external script.", "validation")
+
+    # --- hooks -----------------------------------------------------------------------------------------------
+    post_checkpoint_script: str | None = opt(None, "Command run after each checkpoint is saved.", "hooks")
+    post_upload_script: str | None = opt(None, "Command run after each hub upload.", "hooks")
+
+    # --- data ------------------------------------------------------------------------------------------------
+    data_backend_config: str | None = opt(
+        None, "Dataloader JSON; relative to config/ (e.g. my-env/multidatabackend.json) or the workspace.",
+        "data")
+    cache_dir_vae: str | None = opt(None, "Default folder for cached VAE latents.", "data")
+    dataloader_prefetch: bool = opt(False, "Load batches in a background thread.", "data")
+    resolution: float = opt(1024, "Default training resolution (pixels, or megapixels for area).", "data", gt=0)
+    resolution_type: Literal["pixel", "area", "pixel_area"] = opt(
+        "pixel_area", "How `resolution` is read by default.", "data")
+    conditioning_multidataset_sampling: Literal["random", "combined"] = opt(
+        "random", "With several conditioning sets: pick one per sample, or use all.", "data")
+    clip_skip: int = opt(0, "Skip the last N layers of the CLIP text encoder.", "data", ge=0, le=12)
+    tokenizer_max_length: int | None = opt(None, "Max tokens of the T5 encoder (family default when empty).",
+                                           "data", ge=1, le=4096)
+
+    # --- reporting -------------------------------------------------------------------------------------------
+    report_to: Literal["none", "tensorboard", "wandb"] = opt("none", "Experiment tracker.", "reporting")
+    tracker_project_name: str = opt("tuneforge", "Tracker project name.", "reporting", min_length=1)
+    tracker_run_name: str | None = opt(None, "Tracker run name.", "reporting")
+    webhook_config: list[WebhookTarget] | None = opt(
+        None, "Webhooks: a JSON list or object (also as a string), or a path to a JSON file.", "reporting")
+    webhook_reporting_interval: float | None = opt(
+        None, "Minimum seconds between progress webhooks.", "reporting", ge=0)
+
+    # --- output ----------------------------------------------------------------------------------------------
+    output_dir: str | None = opt(None, "Where checkpoints and the final model go; output/<env> when empty.",
+                                 "output")
+    push_to_hub: bool = opt(False, "Upload the result to the Hugging Face hub.", "output")
+    hub_model_id: str | None = opt(None, "Hub repository for push_to_hub.", "output")
+
+    # --- distributed -----------------------------------------------------------------------------------------
+    num_processes: int = opt(1, "Training processes (one per GPU).", "distributed", ge=1, le=1024)
+    accelerate_config: str | None = opt(None, "accelerate config file (FSDP, DeepSpeed, several machines).",
+                                        "distributed")
+
+    # --- Flux flow matching ----------------------------------------------------------------------------------
+    flux_guidance_value: float = opt(1.0, "Guidance value fed to the Flux transformer while training.", "flux",
+                                     families=FLUX, ge=0, le=50)
+    flow_schedule_shift: float = opt(3.0, "Shift of the flow-matching timestep schedule.", "flux",
+                                     families=FLUX, ge=0, le=100)
+
+    @field_validator("webhook_config", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: Any) -> Any:
+        """Accept a JSON string, one object, or a list; a path is resolved by the config service."""
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            if text[0] in "[{":
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not valid JSON ({exc.msg} at char {exc.pos})") from exc
+            else:
+                raise ValueError("a file path must be resolved before validation; send the JSON itself")
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _fill_model_defaults(self) -> TrainingOptions:
+        """Empty flavour → the family default; empty base model → the flavour's hub id (when the flavour is known)."""
+        if not self.model_flavour:
+            self.model_flavour = FAMILIES[self.model_family].default_flavour
+        flavour = flavour_of(self.model_family, self.model_flavour)
+        if not self.pretrained_model_name_or_path and flavour is not None:
+            self.pretrained_model_name_or_path = flavour.hub_id
+        return self

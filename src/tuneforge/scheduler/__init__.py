@@ -1,0 +1,1 @@
+"""The server's background side: launches trainer processes, tails their run folders, delivers webhooks."""

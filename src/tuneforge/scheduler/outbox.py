@@ -1,0 +1,147 @@
+"""Webhooks through an outbox: events become delivery rows when stored; a sender retries them with backoff.
+
+Deliveries live in the database, so they survive restarts; a slow or dead receiver only delays its own
+rows and never the trainer or the event log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tuneforge.db.models import Job, WebhookDelivery
+from tuneforge.options.registry import WebhookTarget
+from tuneforge.services import job_events
+
+MAX_ATTEMPTS = 10
+SEVERITY_ORDER = {"debug": 0, "info": 1, "success": 1, "warning": 2, "error": 3, "critical": 4}
+THROTTLED = {"training.progress", "validation.image", "log.message"}
+
+
+class Outbox:
+    def __init__(self, session_factory: sessionmaker[Session], workspace: Path, signing_key: bytes) -> None:
+        self.session_factory = session_factory
+        self.workspace = workspace
+        self.signing_key = signing_key
+        self._targets: dict[str, list[WebhookTarget]] = {}
+        self._last_sent: dict[tuple[str, int], datetime] = {}
+
+    def targets(self, job: Job) -> list[WebhookTarget]:
+        """The job's webhook entries (validated when the job was submitted)."""
+        if job.id not in self._targets:
+            entries = job.config.get("webhook_config") or []
+            self._targets[job.id] = [WebhookTarget.model_validate(entry) for entry in entries]
+        return self._targets[job.id]
+
+    def redact(self, job: Job, envelope: dict[str, Any]) -> dict[str, Any]:
+        """Webhook tokens never reach the event log, whatever the trainer printed."""
+        tokens = [t.auth_token for t in self.targets(job) if t.auth_token]
+        if not tokens:
+            return envelope
+        text = json.dumps(envelope)
+        for token in tokens:
+            text = text.replace(json.dumps(token)[1:-1], "***")
+        return json.loads(text)
+
+    def enqueue(self, db: Session, job: Job, payload: dict[str, Any]) -> None:
+        interval = float(job.config.get("webhook_reporting_interval") or 0)
+        for number, target in enumerate(self.targets(job)):
+            if not _wants(target, payload) or not self._due(job.id, number, payload, interval):
+                continue
+            db.add(WebhookDelivery(job_id=job.id, event_index=payload["index"], target=number, status="pending",
+                                   attempts=0, next_attempt_at=datetime.now(UTC)))
+
+    def _due(self, job_id: str, number: int, payload: dict[str, Any], interval: float) -> bool:
+        """Progress-like events are throttled to one per interval; lifecycle, checkpoint, errors never are."""
+        if payload["type"] not in THROTTLED or interval <= 0:
+            return True
+        now = datetime.now(UTC)
+        last = self._last_sent.get((job_id, number))
+        if last is not None and (now - last).total_seconds() < interval:
+            return False
+        self._last_sent[(job_id, number)] = now
+        return True
+
+    async def deliver_due(self, batch: int = 20) -> int:
+        due = await asyncio.to_thread(self._claim_due, batch)
+        await asyncio.gather(*(self._deliver(item) for item in due))
+        return len(due)
+
+    def _claim_due(self, batch: int) -> list[dict[str, Any]]:
+        with self.session_factory() as db:
+            query = (select(WebhookDelivery).where(WebhookDelivery.status == "pending",
+                                                   WebhookDelivery.next_attempt_at <= datetime.now(UTC))
+                     .order_by(WebhookDelivery.id).limit(batch))
+            items = []
+            for row in db.scalars(query):
+                job = db.get(Job, row.job_id)
+                targets = self.targets(job) if job else []
+                event = job_events.get(db, row.job_id, row.event_index)
+                if row.target >= len(targets) or event is None:
+                    row.status, row.last_error = "failed", "target or event no longer exists"
+                    continue
+                items.append({"id": row.id, "attempts": row.attempts, "target": targets[row.target], "event": event})
+            db.commit()
+            return items
+
+    async def _deliver(self, item: dict[str, Any]) -> None:
+        target: WebhookTarget = item["target"]
+        body, headers = render(target, item["event"], self.signing_key, item["attempts"] + 1)
+        error = None
+        try:
+            async with httpx.AsyncClient(verify=not target.ssl_no_verify, timeout=10) as client:
+                response = await client.post(str(target.callback_url), content=body, headers=headers)
+            if not response.is_success:
+                error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        await asyncio.to_thread(self._record, item["id"], error)
+
+    def _record(self, delivery_id: int, error: str | None) -> None:
+        with self.session_factory() as db:
+            row = db.get(WebhookDelivery, delivery_id)
+            row.attempts += 1
+            if error is None:
+                row.status, row.delivered_at, row.last_error = "delivered", datetime.now(UTC), None
+            elif row.attempts >= MAX_ATTEMPTS:
+                row.status, row.last_error = "failed", error
+            else:
+                row.last_error = error
+                row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=min(2**row.attempts, 300))
+            db.commit()
+
+
+def _wants(target: WebhookTarget, payload: dict[str, Any]) -> bool:
+    severity = SEVERITY_ORDER.get(payload.get("severity", "info"), 1)
+    return severity >= SEVERITY_ORDER[target.log_level]
+
+
+def render(target: WebhookTarget, event: dict[str, Any], signing_key: bytes, attempt: int) -> tuple[bytes, dict[str, str]]:
+    """The request body and headers for one delivery of one event."""
+    if target.webhook_type == "discord":
+        content = f"**{event.get('title') or event['type']}**\n{event.get('message', '')}"
+        body = json.dumps({"content": content[:2000]}).encode()
+    else:
+        body = json.dumps(event, separators=(",", ":")).encode()
+    token = target.auth_token
+    key = token.encode() if token else signing_key
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "tuneforge-webhooks",
+        "X-Tuneforge-Event-Id": f"{event['job_id']}:{event['index']}",
+        "X-Tuneforge-Event-Type": event["type"],
+        "X-Tuneforge-Delivery-Attempt": str(attempt),
+        "X-Tuneforge-Signature": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest(),
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return body, headers

@@ -1,0 +1,103 @@
+"""The scheduler's event loop side: runs the monitor and the webhook sender, and wakes event listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from tuneforge.scheduler.monitor import Monitor
+from tuneforge.scheduler.outbox import Outbox
+from tuneforge.services import jobs
+
+log = logging.getLogger("tuneforge.scheduler")
+TICK_SECONDS = 0.25
+
+
+class EventBus:
+    """Listeners wait here for 'something new was stored'; they then read the database themselves."""
+
+    def __init__(self) -> None:
+        self._condition = asyncio.Condition()
+        self.closing = False
+
+    async def publish(self) -> None:
+        async with self._condition:
+            self._condition.notify_all()
+
+    async def wait(self, timeout: float) -> None:
+        async with self._condition:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._condition.wait(), timeout)
+
+
+class Scheduler:
+    def __init__(self, session_factory: sessionmaker[Session], workspace: Path, state_dir: Path) -> None:
+        self.outbox = Outbox(session_factory, workspace, _signing_key(state_dir))
+        self.monitor = Monitor(session_factory, workspace, self.outbox)
+        self.bus = EventBus()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.monitor.adopt_all)
+        self._tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._send_webhooks())]
+
+    async def stop(self) -> None:
+        self.bus.closing = True
+        await self.bus.publish()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait_for_launch(self, job_id: str, timeout: float) -> str:
+        """The job's state once it has left `queued` (or still `queued` after `timeout`)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            state = await asyncio.to_thread(self._state_of, job_id)
+            if state != "queued" or asyncio.get_running_loop().time() > deadline:
+                return state
+            await self.bus.wait(0.1)
+
+    def _state_of(self, job_id: str) -> str:
+        with self.monitor.session_factory() as db:
+            return jobs.get(db, job_id).state
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                if await asyncio.to_thread(self.monitor.tick):
+                    await self.bus.publish()
+            except Exception:  # keep watching: one bad tick must not stop the server's view of its jobs
+                log.exception("scheduler tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            self._wake.clear()
+
+    async def _send_webhooks(self) -> None:
+        while True:
+            try:
+                sent = await self.outbox.deliver_due()
+            except Exception:
+                log.exception("webhook delivery pass failed")
+                sent = 0
+            if not sent:
+                await asyncio.sleep(0.5)
+
+
+def _signing_key(state_dir: Path) -> bytes:
+    """The HMAC key for webhooks without their own auth_token, kept in `.tuneforge/webhook_secret`."""
+    path = state_dir / "webhook_secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,130 @@
+"""Files of config environments: safe names, JSON reading/writing, and where relative paths point."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import BadRequest, FieldError, Invalid
+from tuneforge.options.spec import write_text_atomic
+from tuneforge.settings import Settings
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+CONFIG_FILE = "config.json"
+DATALOADER_FILE = "multidatabackend.json"
+LYCORIS_FILE = "lycoris_config.json"
+METADATA_FILE = "metadata.json"
+
+
+def check_name(name: str, what: str = "environment") -> str:
+    """Names become folder names: letters, digits, `.`, `_`, `-`; no `..`, no leading dot, at most 100."""
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise BadRequest(f"Invalid {what} name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting "
+                         "with a letter or digit, without '..'", [FieldError("name", "invalid name")])
+    return name
+
+
+def env_dir(settings: Settings, name: str) -> Path:
+    return settings.config_dir / check_name(name)
+
+
+def read_json(path: Path, label: str) -> Any:
+    """Decode a JSON file; malformed content becomes a 422 that says where the syntax error is."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"{label} is not UTF-8 text", [FieldError(label, "not UTF-8 text: rewrite the file")]) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; fix or rewrite the file"
+        raise Invalid(f"{label} is not valid JSON", [FieldError(label, message)]) from exc
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_with_backup(path: Path, data: Any) -> None:
+    """Replace a file, keeping the previous version next to it as `<name>.bak`."""
+    if path.exists():
+        write_text_atomic(path.with_name(path.name + ".bak"), path.read_text(encoding="utf-8", errors="replace"))
+    write_json(path, data)
+
+
+def inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def resolve_config_file(settings: Settings, value: str, field: str) -> Path:
+    """A file named by a config (dataloader, LyCORIS): relative to config/, `config/…`-prefixed, or absolute.
+
+    It must resolve (links followed) inside the workspace: a config must not make the server read arbitrary
+    files of the machine.
+    """
+    raw = Path(os.path.expanduser(value.strip()))
+    if raw.is_absolute():
+        path = raw
+    elif raw.parts and raw.parts[0] == settings.config_dir.name:
+        path = settings.workspace / raw
+    else:
+        path = settings.config_dir / raw
+        if not path.exists() and (settings.workspace / raw).exists():
+            path = settings.workspace / raw
+    if not inside(path, settings.workspace):
+        raise Invalid(f"{field} points outside the workspace",
+                      [FieldError(field, f"{value!r} resolves outside the workspace {settings.workspace}: put the "
+                                         "file under config/ and give its path relative to config/")])
+    return path.resolve()
+
+
+def resolve_data_path(settings: Settings, value: str) -> Path:
+    """A folder for data, caches or output: absolute, `~`-prefixed, or relative to the workspace."""
+    raw = Path(os.path.expanduser(value.strip()))
+    return (raw if raw.is_absolute() else settings.workspace / raw).resolve()
+
+
+def nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def writable_problem(path: Path) -> str | None:
+    """Why `path` cannot be created or written to, or None. Creates nothing."""
+    if path.exists():
+        if not path.is_dir():
+            return f"{path} exists and is not a folder"
+        return None if os.access(path, os.W_OK | os.X_OK) else f"{path} is not writable"
+    parent = nearest_existing(path.parent)
+    if not parent.is_dir():
+        return f"{parent} is not a folder, so {path} cannot be created"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot create {path}: {parent} is not writable"
+
+
+MASK = "***"
+
+
+def mask_secrets(config: dict[str, Any]) -> dict[str, Any]:
+    """Webhook auth tokens never leave the server: shown as `***`."""
+    hooks = config.get("--webhook_config")
+    if not isinstance(hooks, list):
+        return config
+    masked = [{**hook, "auth_token": MASK} if isinstance(hook, dict) and hook.get("auth_token") else hook
+              for hook in hooks]
+    return {**config, "--webhook_config": masked}
+
+
+def unmask_secrets(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """A config sent back after a GET carries `***` tokens: keep the stored token of the same callback URL."""
+    key = next((k for k in new if k.lstrip("-") == "webhook_config"), None)
+    hooks, stored = new.get(key) if key else None, old.get("--webhook_config")
+    if not isinstance(hooks, list) or not isinstance(stored, list):
+        return new
+    tokens = {h.get("callback_url"): h.get("auth_token") for h in stored if isinstance(h, dict)}
+    restored = [{**h, "auth_token": tokens.get(h.get("callback_url"))}
+                if isinstance(h, dict) and h.get("auth_token") == MASK else h for h in hooks]
+    return {**new, key: restored}

@@ -1,0 +1,136 @@
+"""Paths inside the datasets root: form-field paths, uploaded file names and zip entry names.
+
+Two kinds of input:
+- a *location* (`parent_path`, `target_path`, `path`): absolute under the root, or relative to it; resolved with
+  symlinks followed, so a link that points outside the root is refused like `..` is;
+- a *name* (an uploaded file name or a zip entry): a relative path whose every part is checked on its own; it may
+  keep sub-folders (`cats/001.png`) but never climbs, never starts at `/` or a drive, never hides.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from tuneforge.errors import BadRequest, Forbidden, NotFound
+
+MAX_NAME_BYTES = 255  # one path component, as on ext4, xfs, btrfs, NTFS
+MAX_DEPTH = 32
+MAX_LOCATION_CHARS = 4096
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class UnsafeName(ValueError):
+    """A file or entry name that must not be written; the message is the reason shown to the caller."""
+
+
+def component_problem(name: str) -> str | None:
+    """Why one path component is not acceptable, or None."""
+    if name in ("", ".", ".."):
+        return f"'{name}' is not a usable name" if name else "empty name"
+    if "\x00" in name:
+        return "contains a NUL byte"
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        return "contains a control character"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"longer than {MAX_NAME_BYTES} bytes"
+    if name.startswith("."):
+        return "hidden names (starting with '.') are not accepted"
+    return None
+
+
+def split_name(raw: str) -> list[str]:
+    """The parts of an uploaded name (`a/b.png` → `["a", "b.png"]`); raises UnsafeName.
+
+    Backslashes count as separators: Windows tools write them into zips, and `..\\x` must not pass as one name.
+    """
+    if "\x00" in raw:
+        raise UnsafeName("contains a NUL byte")
+    text = raw.replace("\\", "/")
+    if text.startswith("/") or _DRIVE.match(text):
+        raise UnsafeName("absolute paths are not accepted")
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if not parts:
+        raise UnsafeName("empty name")
+    if ".." in parts:
+        raise UnsafeName("'..' is not accepted in names")
+    if len(parts) > MAX_DEPTH:
+        raise UnsafeName(f"more than {MAX_DEPTH} folder levels")
+    for part in parts:
+        problem = component_problem(part)
+        if problem:
+            raise UnsafeName(f"'{part}': {problem}")
+    return parts
+
+
+def real_root(root: Path) -> Path:
+    return Path(os.path.realpath(root))
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def resolve_location(root: Path, raw: str | None, field: str) -> Path:
+    """The real path of a form-field location, which must lie inside the datasets root (403 otherwise)."""
+    text = (raw or "").strip()
+    if "\x00" in text:
+        raise BadRequest(f"{field} contains a NUL byte: send a plain path")
+    if len(text) > MAX_LOCATION_CHARS:
+        raise BadRequest(f"{field} is longer than {MAX_LOCATION_CHARS} characters")
+    base = real_root(root)
+    text = text.replace("\\", "/")
+    candidate = Path(text) if text.startswith("/") else base / text
+    if _DRIVE.match(text):
+        candidate = Path("/nonexistent-drive") / text  # a Windows drive is never inside the root
+    resolved = Path(os.path.realpath(candidate))
+    if not is_inside(resolved, base):
+        raise Forbidden(
+            f"{field} must be inside the datasets root {base}: send a path relative to it "
+            f"(e.g. 'my-dataset') or an absolute path under it"
+        )
+    hidden = [part for part in resolved.relative_to(base).parts if part.startswith(".")]
+    if hidden:
+        raise Forbidden(f"{field}: hidden folders ('{hidden[0]}') inside the datasets root are not accessible")
+    return resolved
+
+
+def existing_folder(root: Path, raw: str | None, field: str) -> Path:
+    """Like `resolve_location`, and the folder must exist (404 otherwise)."""
+    folder = resolve_location(root, raw, field)
+    if not folder.is_dir():
+        raise NotFound(
+            f"{field} '{display(folder, root)}' is not an existing folder: create it first with "
+            "POST /api/datasets/folders"
+        )
+    return folder
+
+
+def display(path: Path, root: Path) -> str:
+    """A path as shown to callers: relative to the root when inside it."""
+    base = real_root(root)
+    try:
+        relative = path.relative_to(base)
+    except ValueError:
+        return str(path)
+    return relative.as_posix() if relative.parts else "."
+
+
+def ensure_subfolder(target: Path, parts: list[str]) -> Path:
+    """Create `target/parts...` one level at a time and check that no link leads it out of `target`.
+
+    Raises UnsafeName when a part clashes with a file or escapes through a pre-existing link.
+    """
+    folder = target
+    for part in parts:
+        folder = folder / part
+        try:
+            folder.mkdir(exist_ok=True)
+        except FileExistsError as exc:
+            raise UnsafeName(f"'{part}' already exists as a file, not a folder") from exc
+        if folder.is_symlink() or not is_inside(Path(os.path.realpath(folder)), target):
+            raise UnsafeName(f"folder '{part}' is a link; links are not followed")
+    return folder

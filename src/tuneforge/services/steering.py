@@ -1,0 +1,76 @@
+"""Steering live jobs: stop, cancel, checkpoint and validation requests, and the public view of a job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tuneforge.db.models import Job
+from tuneforge.errors import BadRequest, Conflict
+from tuneforge.schemas.jobs import JobAction, JobPublic
+from tuneforge.services import jobs, run_control
+from tuneforge.services.principal import Principal
+
+NO_ACTIVE_JOB = "No active training job"
+
+
+def public(job: Job) -> JobPublic:
+    config: dict[str, Any] = dict(job.config)
+    if config.get("webhook_config"):  # tokens never leave the server
+        config["webhook_config"] = [{**entry, "auth_token": "***" if entry.get("auth_token") else None}
+                                    for entry in config["webhook_config"]]
+    return JobPublic(
+        job_id=job.id, status=job.state, owner=job.owner_name, env_name=job.env_name, output_dir=job.output_dir,
+        run_dir=job.run_dir, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        reason=job.reason, exit_code=job.exit_code, progress=job.progress, startup_progress=job.startup or {},
+        log_tail=job.log_tail, config=config,
+    )
+
+
+def target(db: Session, job_id: str | None) -> Job:
+    """The job named, or else the one that is active now (400 when none is)."""
+    if job_id:
+        return jobs.get(db, job_id)
+    job = jobs.active(db)
+    if job is None:
+        raise BadRequest(NO_ACTIVE_JOB)
+    return job
+
+
+def stop(db: Session, job: Job, principal: Principal) -> JobAction:
+    jobs.ensure_may_steer(job, principal)
+    _ensure_live(job)
+    run_control.request(Path(job.run_dir), "stop")
+    jobs.request(db, job, "stop")
+    db.commit()
+    return JobAction(job_id=job.id, status=job.state, message="Stop requested: the trainer checkpoints, then exits")
+
+
+def cancel(db: Session, job: Job, principal: Principal) -> JobAction:
+    jobs.ensure_may_steer(job, principal)
+    if job.state == "queued":
+        jobs.transition(db, job.id, "cancelled", reason="cancelled before it started")
+        db.commit()
+        return JobAction(job_id=job.id, status="cancelled", message="Cancelled before it started")
+    _ensure_live(job)
+    run_control.request(Path(job.run_dir), "cancel")
+    jobs.request(db, job, "cancel")
+    db.commit()
+    return JobAction(job_id=job.id, status=job.state, message="Cancel requested: the trainer is being terminated")
+
+
+def trigger(job: Job, action: str) -> JobAction:
+    """Ask for a checkpoint or a validation pass after the next optimizer step."""
+    _ensure_live(job)
+    run_control.request(Path(job.run_dir), action)
+    what = "Checkpoint" if action == "checkpoint" else "Validation"
+    return JobAction(job_id=job.id, status=job.state, message=f"{what} requested after the next optimizer step")
+
+
+def _ensure_live(job: Job) -> None:
+    if job.state == "queued":
+        raise Conflict(f"Job {job.id} has not started yet")
+    if job.state not in jobs.LIVE:
+        raise Conflict(f"Job {job.id} is {job.state}, not running")

@@ -1,0 +1,1 @@
+"""The training process: `python -m tuneforge.trainer RUN_DIR`."""

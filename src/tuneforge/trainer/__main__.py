@@ -1,0 +1,72 @@
+"""`python -m tuneforge.trainer RUN_DIR` (or under `accelerate launch`): run the job described by spec.json."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from tuneforge.trainer import exit_codes
+
+OUTCOME_CODES = {"completed": exit_codes.COMPLETED, "stopped": exit_codes.STOPPED,
+                 "cancelled": exit_codes.CANCELLED}
+
+
+def classify(exc: BaseException) -> tuple[int, str]:
+    """Exit code and event title for an exception raised by a run."""
+    import torch
+
+    from tuneforge.data.discovery import DatasetError
+    from tuneforge.errors import Invalid
+    from tuneforge.models.base import ModelLoadError
+    from tuneforge.trainer.checkpoints import ResumeError
+
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return exit_codes.OUT_OF_MEMORY, "Out of memory"
+    if isinstance(exc, (Invalid, ModelLoadError, DatasetError, ResumeError, NotImplementedError)):
+        return exit_codes.INVALID_CONFIG, "Invalid configuration"
+    return exit_codes.FAILED, "Training failed"
+
+
+def main(run_dir: Path, events=None) -> int:
+    """Run the job in `run_dir`; returns the exit code. `events` lets the CLI listen to the same events."""
+    from tuneforge.events import EventWriter
+
+    run_dir = Path(run_dir)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if rank0:
+        (run_dir / "pid").write_text(f"{os.getpid()}\n")
+    events = events or EventWriter(run_dir / "events.jsonl", enabled=rank0)
+    try:
+        from tuneforge.options.spec import RunSpec
+
+        spec = RunSpec.read(run_dir / "spec.json")
+    except (OSError, ValueError) as exc:
+        events.error("Invalid configuration", f"cannot read {run_dir / 'spec.json'}: {exc}")
+        events.status("failed", str(exc), severity="error")
+        return exit_codes.INVALID_CONFIG
+    from tuneforge.trainer.run import build_run, execute
+
+    try:
+        run = build_run(spec, run_dir, events)
+        run.control.install_signal_handlers()
+        return OUTCOME_CODES[execute(run)]
+    except BaseException as exc:  # report everything, including KeyboardInterrupt, then exit with a code
+        if isinstance(exc, KeyboardInterrupt):
+            code, title = exit_codes.CANCELLED, "Interrupted"
+        else:
+            code, title = classify(exc)
+        tail = "".join(traceback.format_exception(exc))[-4000:]
+        message = (str(exc) or exc.__class__.__name__)[:1000]
+        events.error(title, message, exception=exc.__class__.__name__, traceback=tail, exit_code=code)
+        events.status("cancelled" if code == exit_codes.CANCELLED else "failed", message, severity="error",
+                      exit_code=code)
+        return code
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m tuneforge.trainer RUN_DIR", file=sys.stderr)
+        sys.exit(exit_codes.INVALID_CONFIG)
+    sys.exit(main(Path(sys.argv[1])))

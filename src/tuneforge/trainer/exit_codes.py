@@ -1,0 +1,30 @@
+"""Exit codes of `python -m tuneforge.trainer` (torch-free: the server imports this)."""
+
+from __future__ import annotations
+
+COMPLETED = 0
+FAILED = 1
+INVALID_CONFIG = 2
+CANCELLED = 3
+STOPPED = 4
+OUT_OF_MEMORY = 5
+
+NAMES = {
+    COMPLETED: "completed",
+    FAILED: "failed",
+    INVALID_CONFIG: "invalid_config",
+    CANCELLED: "cancelled",
+    STOPPED: "stopped",
+    OUT_OF_MEMORY: "out_of_memory",
+}
+
+
+def job_state(code: int | None) -> str:
+    """The job state an exit code means: completed, stopped, cancelled or failed."""
+    if code == COMPLETED:
+        return "completed"
+    if code == STOPPED:
+        return "stopped"
+    if code == CANCELLED or (code is not None and code < 0):  # negative: killed by a signal
+        return "cancelled"
+    return "failed"

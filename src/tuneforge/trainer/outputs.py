@@ -1,0 +1,78 @@
+"""Writing checkpoints (all ranks take part) and the final model (rank 0)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tuneforge.events import CheckpointInfo
+from tuneforge.models.lora import save_lora
+from tuneforge.trainer import checkpoints
+from tuneforge.trainer.scripts import context_for, run_hook
+from tuneforge.trainer.setup import Run
+
+
+def _state(run: Run, reason: str) -> dict:
+    return {
+        "global_step": run.global_step, "seed": run.seed, "total_steps": run.total_steps,
+        "steps_per_epoch": run.steps_per_epoch, "model_family": run.options.model_family,
+        "model_type": run.options.model_type, "reason": reason, "saved_at": time.time(),
+        "job_id": run.spec.job_id,
+    }
+
+
+def hook_reporter(run: Run):
+    def report(severity: str, message: str, data: dict) -> None:
+        run.events.log(message, severity=severity, **data)
+    return report
+
+
+def save_checkpoint(run: Run, reason: str) -> Path | None:
+    """Save into a temporary folder, mark complete, rename, rotate; then the post-checkpoint hook."""
+    accelerator, output_dir, step = run.accelerator, run.output_dir, run.global_step
+    if checkpoints.final_path(output_dir, step).is_dir() and reason == "scheduled":
+        return None  # already saved at this step (e.g. a request and the schedule coincide)
+    if run.is_main:
+        temporary = checkpoints.begin(output_dir, step)
+    accelerator.wait_for_everyone()
+    temporary = checkpoints.temporary_path(output_dir, step)
+    accelerator.save_state(str(temporary))
+    if run.is_main and run.lora is not None:
+        save_lora(run.unwrapped(), run.lora, temporary)  # every checkpoint is also a usable LoRA
+    accelerator.wait_for_everyone()
+    final = checkpoints.final_path(output_dir, step)
+    if run.is_main:
+        checkpoints.commit(output_dir, step, _state(run, reason))
+        checkpoints.rotate(output_dir, run.options.checkpoints_total_limit, keep=final)
+        run.events("training.checkpoint", "Checkpoint saved", f"saved {final.name} ({reason})",
+                   severity="success", data={"reason": reason},
+                   checkpoint=CheckpointInfo(name=final.name, path=str(final), step=step))
+        if run.options.post_checkpoint_script:
+            run_hook("post_checkpoint_script", run.options.post_checkpoint_script,
+                     context_for(run.options, step, str(final)), background=True, report=hook_reporter(run))
+    accelerator.wait_for_everyone()
+    return final
+
+
+def save_final(run: Run) -> Path | None:
+    """LoRA: `pytorch_lora_weights.safetensors` in output_dir. Full: a diffusers pipeline in output_dir/pipeline."""
+    if not run.is_main:
+        return None
+    output_dir = run.output_dir
+    if run.lora is not None:
+        temporary = output_dir / ".final-lora.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        save_lora(run.unwrapped(), run.lora, temporary)
+        for item in temporary.iterdir():
+            os.replace(item, output_dir / item.name)
+        temporary.rmdir()
+        return output_dir / "pytorch_lora_weights.safetensors"
+    temporary, final = output_dir / ".pipeline.tmp", output_dir / "pipeline"
+    shutil.rmtree(temporary, ignore_errors=True)
+    run.adapter.save_full(run.unwrapped(), temporary)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    return final

@@ -1,0 +1,87 @@
+"""One training run from a RunSpec: start-up stages, the loop, the final save. Used by `__main__` and the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tuneforge.events import EventWriter
+from tuneforge.models import get_adapter
+from tuneforge.trainer import checkpoints
+from tuneforge.trainer.control import Control
+from tuneforge.trainer.loop import train_loop
+from tuneforge.trainer.outputs import save_checkpoint, save_final
+from tuneforge.trainer.setup import Run, choose_seed, make_accelerator, prepare_data, prepare_model, prepare_training
+from tuneforge.trainer.validation import validate
+
+
+def init_trackers(run: Run) -> None:
+    options = run.options
+    if options.report_to in (None, "none"):
+        return
+    config = {k: v for k, v in options.model_dump().items() if isinstance(v, (int, float, str, bool))}
+    init_kwargs = {}
+    if options.report_to == "wandb":
+        # Without credentials wandb writes an offline run folder (`wandb sync` can upload it later).
+        os.environ.setdefault("WANDB_MODE", "offline" if not os.environ.get("WANDB_API_KEY") else "online")
+        init_kwargs["wandb"] = {"name": options.tracker_run_name, "dir": str(run.output_dir)}
+    run.accelerator.init_trackers(options.tracker_project_name, config=config, init_kwargs=init_kwargs)
+
+
+def build_run(spec: Any, run_dir: Path | None, events: EventWriter | None = None) -> Run:
+    options = spec.config
+    output_dir = Path(options.output_dir or (spec.workspace / "output" / (spec.job_id or "run")))
+    accelerator = make_accelerator(options, output_dir)
+    if events is None:
+        path = Path(run_dir) / "events.jsonl" if run_dir else None
+        events = EventWriter(path, enabled=accelerator.is_main_process)
+    else:
+        events.enabled = events.enabled and accelerator.is_main_process
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    return Run(spec=spec, options=options, output_dir=output_dir, run_dir=run_dir, accelerator=accelerator,
+               events=events, control=Control(run_dir))
+
+
+def weights_checksums(run: Run) -> list[float]:
+    """One checksum of the trainable weights per rank: equal values show the replicas stayed in sync."""
+    import torch
+
+    total = sum(p.detach().double().sum() for p in run.params).reshape(1).to(run.accelerator.device)
+    return [float(x) for x in run.accelerator.gather(total).cpu()]
+
+
+def execute(run: Run) -> str:
+    """All stages and the loop; returns "completed", "stopped" or "cancelled". Errors propagate."""
+    from accelerate.utils import set_seed
+
+    options = run.options
+    run.events.status("started", f"{options.model_family} {options.model_type} run starting",
+                      output_dir=str(run.output_dir))
+    resume = checkpoints.resolve(run.output_dir, options.resume_from_checkpoint)
+    run.seed = choose_seed(run, resume)
+    run.adapter = get_adapter(options, run.accelerator.device)
+    prepare_data(run)
+    set_seed(run.seed)  # before the LoRA is initialised, so a fresh run is reproducible
+    prepare_model(run)
+    prepare_training(run, resume)
+    init_trackers(run)
+    outcome = train_loop(run)
+    if outcome == "completed":
+        if not checkpoints.final_path(run.output_dir, run.global_step).is_dir():
+            save_checkpoint(run, "final")
+        if options.validation_prompt and run.last_validated_step != run.global_step:
+            validate(run)
+        final = save_final(run)
+        run.events.status("completed", f"finished at step {run.global_step}", severity="success",
+                          step=run.global_step, output_path=str(final) if final else None,
+                          weights_checksums=weights_checksums(run))
+    elif outcome == "stopped":
+        run.events.status("stopped", f"stopped at step {run.global_step}; resume with resume_from_checkpoint=latest",
+                          step=run.global_step)
+    else:
+        run.events.status("cancelled", f"cancelled at step {run.global_step}", severity="warning",
+                          step=run.global_step)
+    run.accelerator.end_training()
+    return outcome

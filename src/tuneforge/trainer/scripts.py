@@ -1,0 +1,70 @@
+"""User hooks (external validation, post-checkpoint): argument lists with {placeholders}, never a shell.
+
+The command is split like a shell would split it (quotes respected), then each argument has its placeholders
+replaced, so a value with spaces stays one argument and nothing is ever interpreted by a shell. A failing or
+missing command is reported as a warning event; it never fails the training.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import threading
+from typing import Any
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def context_for(options: Any, step: int, checkpoint_path: str = "", remote_path: str = "") -> dict[str, str]:
+    values = {
+        "local_checkpoint_path": checkpoint_path,
+        "remote_checkpoint_path": remote_path,
+        "global_step": str(step),
+        "tracker_run_name": options.tracker_run_name or "",
+        "tracker_project_name": options.tracker_project_name or "",
+        "model_family": options.model_family,
+        "model_type": options.model_type,
+        "lora_type": options.lora_type,
+        "huggingface_path": options.hub_model_id or "",
+    }
+    for name, value in options.model_dump().items():
+        if name.startswith("validation_") and name not in values:
+            values[name] = "" if value is None else str(value)
+    return values
+
+
+def render(command: str, context: dict[str, str]) -> list[str]:
+    """Split, then substitute. Unknown placeholders are an error (they are most likely typos)."""
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) not in context:
+            raise KeyError(f"unknown placeholder {{{match.group(1)}}}; known: {', '.join(sorted(context))}")
+        return context[match.group(1)]
+
+    return [_PLACEHOLDER.sub(replace, part) for part in shlex.split(command)]
+
+
+def run_hook(name: str, command: str, context: dict[str, str], background: bool, report) -> threading.Thread | None:
+    """Run `command`; `report(severity, message, data)` receives the outcome. Returns the waiter thread if any."""
+    try:
+        args = render(command, context)
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except (OSError, KeyError, ValueError) as exc:
+        report("warning", f"{name}: could not start {command!r}: {exc}", {"hook": name})
+        return None
+
+    def wait() -> None:
+        output, _ = process.communicate()
+        tail = output.decode("utf-8", "replace")[-2000:]
+        if process.returncode == 0:
+            report("info", f"{name} finished", {"hook": name, "args": args, "output_tail": tail})
+        else:
+            report("warning", f"{name} exited with code {process.returncode}",
+                   {"hook": name, "args": args, "returncode": process.returncode, "output_tail": tail})
+
+    if not background:
+        wait()
+        return None
+    thread = threading.Thread(target=wait, name=f"hook-{name}", daemon=True)
+    thread.start()
+    return thread

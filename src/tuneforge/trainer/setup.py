@@ -1,0 +1,219 @@
+"""Start-up of a run, stage by stage: accelerator, data discovery, caches, model, optimizer, resume.
+
+Each stage reports a `lifecycle.stage` event. The result is a `Run` that the step loop (`loop.py`) drives.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tuneforge.data import plan as data_plan
+from tuneforge.data import prepare as data_prepare
+from tuneforge.errors import Invalid
+from tuneforge.events import EventWriter
+from tuneforge.models import get_adapter
+from tuneforge.models.lora import apply_lora, lora_config
+from tuneforge.models.precision import is_quantised, quantise
+from tuneforge.trainer import checkpoints
+from tuneforge.trainer.control import Control
+from tuneforge.trainer.optim import build_optimizer, build_scheduler
+
+EMPTY_PROMPT = ""
+
+
+@dataclass
+class Run:
+    spec: Any
+    options: Any
+    output_dir: Path
+    run_dir: Path | None
+    accelerator: Any
+    events: EventWriter
+    control: Control
+    adapter: Any = None
+    prepared: Any = None
+    model: Any = None  # the prepared (possibly DDP-wrapped) transformer
+    params: list[torch.nn.Parameter] = field(default_factory=list)
+    lora: Any = None  # peft LoraConfig for model_type=lora
+    optimizer: Any = None
+    scheduler: Any = None
+    seed: int = 0
+    global_step: int = 0
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    total_epochs: int = 0
+    resumed_from: Path | None = None
+    last_validated_step: int = -1
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+
+def make_accelerator(options: Any, output_dir: Path) -> Any:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import ProjectConfiguration
+
+    # Several runs in one Python process (tests, the CLI) must not inherit the previous run's precision.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    trackers = None if options.report_to in (None, "none") else options.report_to
+    return Accelerator(
+        mixed_precision=options.mixed_precision,
+        log_with=trackers,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+
+
+def stage(run: Run, key: str, label: str):
+    """Context manager reporting a stage as running, then completed (or failed)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def reporter():
+        run.events.stage(key, label, "running")
+        try:
+            yield lambda current, total: run.events.stage(key, label, "running", current, total)
+        except BaseException:
+            run.events.stage(key, label, "failed")
+            raise
+        run.events.stage(key, label, "completed")
+
+    return reporter()
+
+
+def choose_seed(run: Run, resume: Path | None) -> int:
+    """The run's seed: from the checkpoint when resuming, the option, or a fresh random one (then recorded)."""
+    if resume is not None:
+        return int(checkpoints.read_state(resume)["seed"])
+    if run.options.seed is not None:
+        return int(run.options.seed)
+    seed = torch.tensor([random.SystemRandom().randrange(2**31)])
+    return int(run.accelerator.reduce(seed, "sum").item()) if run.accelerator.num_processes > 1 else int(seed)
+
+
+def prepare_data(run: Run) -> None:
+    options, accelerator = run.options, run.accelerator
+    rank, world = accelerator.process_index, accelerator.num_processes
+    with stage(run, "discovering_data", "Discovering data") as progress:
+        prepared = data_prepare.discover_all(options, run.spec.datasets, progress)
+        for path, reason in prepared.skipped:
+            run.events.log(f"skipped {path}: {reason}", severity="warning", file=path, reason=reason)
+        if prepared.warnings:
+            run.events.log(f"{len(prepared.warnings)} caption warning(s); first: {prepared.warnings[0]}",
+                           severity="warning", warnings=prepared.warnings[:50])
+    with stage(run, "caching_latents", "Caching latents") as progress:
+        skipped_before = len(prepared.skipped)
+        data_prepare.cache_latents(prepared, run.adapter, rank, world, progress=progress)
+        for path, reason in prepared.skipped[skipped_before:]:
+            run.events.log(f"skipped {path}: {reason}", severity="warning", file=path, reason=reason)
+        accelerator.wait_for_everyone()
+        data_prepare.finalize(prepared)
+        run.adapter.unload_vae()
+    with stage(run, "caching_text_embeds", "Caching text embeddings") as progress:
+        extra = [EMPTY_PROMPT, options.validation_negative_prompt or EMPTY_PROMPT]
+        if options.validation_prompt:
+            extra.append(options.validation_prompt)
+        data_prepare.cache_text(prepared, run.adapter, extra, rank, world, progress=progress)
+        accelerator.wait_for_everyone()
+        run.adapter.unload_text_encoders()
+    run.prepared = prepared
+    run.events.log(f"data ready: {len(prepared.all_samples())} images; encoded {prepared.encoded_latents} latents "
+                   f"and {prepared.encoded_texts} captions (the rest from cache)",
+                   images=len(prepared.all_samples()), encoded_latents=prepared.encoded_latents,
+                   encoded_texts=prepared.encoded_texts)
+
+
+def prepare_model(run: Run) -> None:
+    options = run.options
+    with stage(run, "loading_model", "Loading model"):
+        transformer = run.adapter.load_transformer().to(run.accelerator.device)
+        if options.model_type == "lora":
+            if options.lora_type != "standard":
+                raise Invalid("lora_type=lycoris is not implemented yet in the trainer; use standard")
+            if is_quantised(options.base_model_precision):
+                quantise(transformer, options.base_model_precision)
+            run.lora = lora_config(options.lora_rank, options.lora_alpha, options.lora_dropout,
+                                   run.adapter.lora_target_modules())
+            run.params = apply_lora(transformer, run.lora)
+        else:
+            if is_quantised(options.base_model_precision):
+                raise Invalid("base_model_precision: quantised weights cannot be fully fine-tuned; "
+                                 "use model_type=lora or bf16")
+            transformer.requires_grad_(True)
+            run.params = list(transformer.parameters())
+        if options.gradient_checkpointing:
+            transformer.enable_gradient_checkpointing()
+        transformer.train()
+        run.model = transformer
+
+
+def plan_schedule(run: Run) -> None:
+    options, accelerator = run.options, run.accelerator
+    run.steps_per_epoch = data_plan.steps_per_epoch(
+        run.prepared, options.train_batch_size, run.seed, options.gradient_accumulation_steps,
+        accelerator.num_processes)
+    if run.steps_per_epoch < 1:
+        raise Invalid(
+            "train_batch_size x gradient_accumulation_steps x processes is larger than the dataset gives in one "
+            "epoch; lower them or add images")
+    if options.max_train_steps:
+        run.total_steps = options.max_train_steps
+    else:
+        run.total_steps = options.num_train_epochs * run.steps_per_epoch
+    run.total_epochs = math.ceil(run.total_steps / run.steps_per_epoch)
+
+
+def register_state_hooks(run: Run) -> None:
+    """Checkpoints hold only the trainable weights (the LoRA, or the full transformer) in safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    def named_trainable() -> dict[str, torch.nn.Parameter]:
+        return {name: p for name, p in run.unwrapped().named_parameters() if p.requires_grad}
+
+    def save_hook(models, weights, output_dir):
+        if run.is_main:
+            tensors = {name: p.detach().cpu().contiguous() for name, p in named_trainable().items()}
+            save_file(tensors, str(Path(output_dir) / "trainable.safetensors"))
+        weights.clear()
+
+    def load_hook(models, input_dir):
+        saved = load_file(str(Path(input_dir) / "trainable.safetensors"))
+        current = named_trainable()
+        if set(saved) != set(current):
+            raise checkpoints.ResumeError(f"checkpoint {input_dir} was saved from a different model or LoRA setup")
+        with torch.no_grad():
+            for name, param in current.items():
+                param.copy_(saved[name].to(param.device, param.dtype))
+        models.clear()
+
+    run.accelerator.register_save_state_pre_hook(save_hook)
+    run.accelerator.register_load_state_pre_hook(load_hook)
+
+
+def prepare_training(run: Run, resume: Path | None) -> None:
+    options, accelerator = run.options, run.accelerator
+    with stage(run, "preparing_training", "Preparing training"):
+        plan_schedule(run)
+        optimizer = build_optimizer(options.optimizer, run.params, options.learning_rate)
+        run.scheduler = build_scheduler(options, optimizer, run.total_steps)
+        # The scheduler is not passed to prepare(): accelerate would step it once per process.
+        run.model, run.optimizer = accelerator.prepare(run.model, optimizer)
+        accelerator.register_for_checkpointing(run.scheduler)
+        register_state_hooks(run)
+        if resume is not None:
+            accelerator.load_state(str(resume))
+            run.global_step = int(checkpoints.read_state(resume)["global_step"])
+            run.resumed_from = resume
+            run.events.log(f"resumed from {resume.name} at step {run.global_step}", checkpoint=str(resume))

@@ -1,0 +1,131 @@
+"""Validation images (built-in pipeline or an external script) and per-step previews.
+
+Prompts are never re-encoded here: the caching stage stored the validation and negative prompt embeddings, so
+the text encoder stays unloaded during training. Rank 0 samples; the other ranks wait.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from tuneforge.events import Image as EventImage
+from tuneforge.trainer.scripts import context_for, run_hook
+from tuneforge.trainer.setup import Run
+
+EVENT_IMAGE_MAX_EDGE = 512
+
+
+def resolutions(options) -> list[tuple[int, int]]:
+    """`validation_resolution` "WxH" / "N" (comma separated), else the training resolution."""
+    text = options.validation_resolution
+    if not text:
+        edge = options.resolution if options.resolution_type != "area" else math.sqrt(options.resolution) * 1024
+        edge = max(64, int(edge) // 16 * 16)
+        return [(edge, edge)]
+    sizes = []
+    for part in text.split(","):
+        width, _, height = part.strip().partition("x")
+        sizes.append((int(width), int(height or width)))
+    return sizes
+
+
+def data_uri(image: Image.Image, max_edge: int = EVENT_IMAGE_MAX_EDGE) -> str:
+    image = image.copy()
+    image.thumbnail((max_edge, max_edge))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    array = (image[0].permute(1, 2, 0).float().cpu().numpy() * 255).round().clip(0, 255).astype("uint8")
+    return Image.fromarray(array)
+
+
+def _preview_callback(run: Run, prompt: str, size: tuple[int, int], total: int):
+    every = run.options.validation_preview_steps
+
+    def callback(step_index: int, timestep, latents: torch.Tensor) -> None:
+        step = step_index + 1  # the first step is always sent, then every `every`-th, and the last
+        if (step - 1) % every and step != total:
+            return
+        picture = _tensor_to_pil(run.adapter.decode_preview(latents[:1]))
+        run.events("validation.image", f"Validation (step {step}/{total}): {prompt[:40]}", prompt,
+                   data={"step": step, "timestep": float(timestep), "resolution": list(size),
+                         "validation_type": "intermediary", "prompt": prompt, "step_label": f"{step}/{total}",
+                         "global_step": run.global_step},
+                   images=[EventImage(src=data_uri(picture))])
+
+    return callback
+
+
+def _embeds(run: Run, prompt: str) -> dict[str, torch.Tensor]:
+    tensors = run.prepared.text_cache.get(run.prepared.prompt_keys[prompt])
+    return {name: value.unsqueeze(0).to(run.accelerator.device) for name, value in tensors.items()}
+
+
+@torch.no_grad()
+def sample(run: Run, size: tuple[int, int]) -> Image.Image:
+    """One validation image with the current weights (also used by tests to compare against a saved LoRA)."""
+    options = run.options
+    model = run.unwrapped()
+    was_training = model.training
+    model.eval()
+    pipeline = run.adapter.build_pipeline(model)
+    pipeline.set_progress_bar_config(disable=True)
+    positive = _embeds(run, options.validation_prompt)
+    negative = _embeds(run, options.validation_negative_prompt or "")
+    steps = options.validation_num_inference_steps
+    seed = options.validation_seed if options.validation_seed is not None else run.seed
+    kwargs = run.adapter.pipeline_call_kwargs(*size)
+    if options.validation_preview:
+        kwargs.update(callback=_preview_callback(run, options.validation_prompt, size, steps), callback_steps=1)
+    try:
+        with run.accelerator.autocast():
+            result = pipeline(
+                prompt_embeds=positive["prompt_embeds"], prompt_attention_mask=positive["attention_mask"],
+                negative_prompt=None, negative_prompt_embeds=negative["prompt_embeds"],
+                negative_prompt_attention_mask=negative["attention_mask"],
+                guidance_scale=options.validation_guidance, num_inference_steps=steps,
+                generator=torch.Generator().manual_seed(seed), **kwargs,
+            )
+    finally:
+        model.train(was_training)
+    return result.images[0]
+
+
+def validate(run: Run) -> None:
+    options = run.options
+    if options.validation_method == "external-script":
+        if run.is_main and options.validation_external_script:
+            run_hook("validation_external_script", options.validation_external_script,
+                     context_for(options, run.global_step), background=options.validation_external_background,
+                     report=lambda severity, message, data: run.events.log(message, severity=severity, **data))
+        run.accelerator.wait_for_everyone()
+        return
+    if not options.validation_prompt:
+        run.events.log("validation requested but validation_prompt is empty; nothing to sample", severity="warning")
+        return
+    run.last_validated_step = run.global_step
+    if run.is_main:
+        folder = run.output_dir / "validation" / f"step-{run.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        images, paths = [], []
+        for index, size in enumerate(resolutions(options)):
+            picture = sample(run, size)
+            path = folder / f"{index}-{size[0]}x{size[1]}.png"
+            picture.save(path)
+            paths.append(str(path))
+            images.append(EventImage(src=data_uri(picture)))
+        run.events("training.validation", f"Validation at step {run.global_step}", options.validation_prompt,
+                   data={"step": run.global_step, "prompt": options.validation_prompt, "paths": paths},
+                   images=images)
+    run.accelerator.wait_for_everyone()
+
+

@@ -1,0 +1,86 @@
+"""Shared helpers of the engine tests: one tiny PixArt Sigma model per session, small image folders, run specs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="session")
+def tiny_pixart(tmp_path_factory) -> Path:
+    """A random-weight PixArt Sigma pipeline folder, built once by the product's tiny-model maker."""
+    from tuneforge.models.tiny import make_tiny_model
+
+    return make_tiny_model("pixart_sigma", tmp_path_factory.mktemp("models") / "tiny-pixart")
+
+
+def write_images(folder: Path, count: int, sizes=((64, 64), (96, 64), (64, 96)), seed: int = 0,
+                 caption: str = "a photo of a cat number {i}") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        width, height = sizes[i % len(sizes)]
+        pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i:03d}.png")
+        (folder / f"img{i:03d}.txt").write_text(caption.format(i=i))
+    return folder
+
+
+def make_spec(root: Path, model: Path, data: Path | None = None, datasets: list[dict] | None = None,
+              **options: Any):
+    """A RunSpec for a tiny run; `options` override the defaults below."""
+    from tuneforge.options.dataloader import DatasetConfig
+    from tuneforge.options.registry import TrainingOptions
+    from tuneforge.options.spec import RunSpec
+
+    defaults = dict(
+        model_family="pixart_sigma", model_type="lora", pretrained_model_name_or_path=str(model),
+        output_dir=str(root / "out"), max_train_steps=8, num_train_epochs=0, train_batch_size=1,
+        learning_rate=1e-3, seed=7, mixed_precision="no", checkpoint_step_interval=0, optimizer="adamw",
+        resolution=64, resolution_type="pixel", validation_step_interval=0, validation_num_inference_steps=3,
+        validation_resolution="64x64",
+    )
+    defaults.update(options)
+    if datasets is None:
+        datasets = [
+            {"id": "images", "instance_data_dir": str(data), "resolution": 64, "resolution_type": "pixel",
+             "crop": True, "crop_aspect": "preserve"},
+            {"id": "text", "dataset_type": "text_embeds", "default": True, "cache_dir": str(root / "cache" / "text")},
+        ]
+    return RunSpec(workspace=root, job_id=root.name, config=TrainingOptions(**defaults),
+                   datasets=[DatasetConfig(**d) for d in datasets])
+
+
+def write_run_dir(root: Path, spec) -> Path:
+    run_dir = root / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec.write(run_dir / "spec.json")
+    return run_dir
+
+
+def run_in_process(root: Path, spec, listener=None):
+    """Build and execute a run in this process; returns (outcome, run)."""
+    from tuneforge.events import EventWriter
+    from tuneforge.trainer.run import build_run, execute
+
+    run_dir = write_run_dir(root, spec)
+    events = EventWriter(run_dir / "events.jsonl")
+    if listener:
+        events.add_listener(listener)
+    run = build_run(spec, run_dir, events)
+    return execute(run), run
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def trainable(checkpoint: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint / "trainable.safetensors"))

@@ -1,0 +1,91 @@
+"""Path and name rules of the datasets root, tested directly on real folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tuneforge.errors import BadRequest, Forbidden, NotFound
+from tuneforge.services.datasets.paths import UnsafeName, existing_folder, resolve_location, split_name
+
+
+@pytest.mark.parametrize(
+    ("raw", "parts"),
+    [("a.png", ["a.png"]), ("cats/001.png", ["cats", "001.png"]), ("./a//b.txt", ["a", "b.txt"]),
+     ("dir\\img.png", ["dir", "img.png"])],
+)
+def test_safe_names_keep_their_folders(raw: str, parts: list[str]) -> None:
+    assert split_name(raw) == parts
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("../evil.png", "'..'"),
+        ("a/../../evil.png", "'..'"),
+        ("..\\..\\evil.png", "'..'"),
+        ("/etc/passwd.txt", "absolute"),
+        ("\\\\server\\share\\x.txt", "absolute"),
+        ("C:\\Windows\\x.txt", "absolute"),
+        ("c:x.txt", "absolute"),
+        ("a\x00b.png", "NUL"),
+        ("bad\nname.txt", "control character"),
+        ("x" * 256 + ".png", "255 bytes"),
+        (".hidden.txt", "hidden"),
+        ("", "empty"),
+        ("/".join(["d"] * 40) + "/x.txt", "folder levels"),
+    ],
+)
+def test_unsafe_names_are_refused_with_a_reason(raw: str, reason: str) -> None:
+    with pytest.raises(UnsafeName, match=reason):
+        split_name(raw)
+
+
+def test_locations_resolve_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    (root / "set").mkdir(parents=True)
+    assert resolve_location(root, str(root / "set"), "target_path") == root / "set"
+    assert resolve_location(root, "set", "target_path") == root / "set"
+    assert resolve_location(root, "", "target_path") == root
+    assert resolve_location(root, "set/../set", "target_path") == root / "set"
+
+
+@pytest.mark.parametrize("raw", ["..", "../x", "/etc", "set/../../x", "..\\x", "C:\\data", "/"])
+def test_locations_outside_the_root_are_forbidden(tmp_path: Path, raw: str) -> None:
+    root = tmp_path / "datasets"
+    (root / "set").mkdir(parents=True)
+    with pytest.raises(Forbidden, match="target_path must be inside the datasets root"):
+        resolve_location(root, raw, "target_path")
+
+
+def test_a_prefix_sibling_is_not_inside(tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    root.mkdir()
+    (tmp_path / "datasets-evil").mkdir()
+    with pytest.raises(Forbidden):
+        resolve_location(root, str(tmp_path / "datasets-evil"), "target_path")
+
+
+def test_symlinks_out_of_the_root_are_forbidden(tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, root / "link")
+    with pytest.raises(Forbidden):
+        resolve_location(root, "link", "target_path")
+    with pytest.raises(Forbidden):
+        resolve_location(root, str(root / "link" / "deeper"), "target_path")
+
+
+def test_nul_bytes_hidden_folders_and_missing_folders(tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    (root / ".tf-staging").mkdir(parents=True)
+    with pytest.raises(BadRequest, match="NUL"):
+        resolve_location(root, "a\x00b", "target_path")
+    with pytest.raises(Forbidden, match="hidden"):
+        resolve_location(root, ".tf-staging", "target_path")
+    with pytest.raises(NotFound, match="POST /api/datasets/folders"):
+        existing_folder(root, "missing", "target_path")
