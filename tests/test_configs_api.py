@@ -263,3 +263,17 @@ def test_routes_are_tagged(local_client):
     paths = local_client.get("/openapi.json").json()["paths"]
     assert paths["/api/configs/{name}"]["put"]["tags"] == ["configurations"]
     assert paths["/api/training/validate"]["post"]["tags"] == ["training"]
+
+
+def test_dataloader_paths_inside_workspace_only(local_client, workspace, tmp_path):
+    local_client.post("/api/configs/environments", json=PIXART_ENV)
+    current = local_client.get("/api/configs/pixart-api-demo").json()["config"]
+    inside = workspace / "config/pixart-api-demo/multidatabackend.json"
+    for accepted in (str(inside), "config/pixart-api-demo/multidatabackend.json"):
+        assert put_config(local_client, "pixart-api-demo", current | {"--data_backend_config": accepted}).is_success
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text("[]")
+    (workspace / "config/link.json").symlink_to(outside)  # a link must not smuggle a file in
+    response = put_config(local_client, "pixart-api-demo", current | {"--data_backend_config": "link.json"})
+    assert response.status_code == 422
+    assert "outside the workspace" in response.json()["errors"][0]["message"]

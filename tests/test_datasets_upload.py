@@ -36,7 +36,8 @@ def statuses(report: dict) -> dict[str, tuple[str, str | None]]:
 
 
 def test_tutorial_flow_with_absolute_paths(local_client: TestClient, root: Path) -> None:
-    created = local_client.post("/api/datasets/folders", data={"parent_path": str(root), "folder_name": "pixart-upload"})
+    form = {"parent_path": str(root), "folder_name": "pixart-upload"}
+    created = local_client.post("/api/datasets/folders", data=form)
     assert created.status_code == 201
     assert created.json() == {"path": str(root / "pixart-upload"), "name": "pixart-upload"}
     report = upload(local_client, str(root / "pixart-upload"),

@@ -35,7 +35,7 @@ def upload(
     path: Annotated[Path, typer.Argument(exists=True, readable=True, help="A dataset folder or a .zip file")],
     to: Annotated[str, typer.Option("--to", help="Dataset folder on the server, relative to its datasets root")],
     url: UrlOption = None,
-    on_conflict: Annotated[str, typer.Option(help="A different file of the same name exists: rename | skip")] = "rename",
+    on_conflict: Annotated[str, typer.Option(help="Same name, different file: rename | skip")] = "rename",
     batch_mb: Annotated[int, typer.Option(min=1, help="Folder uploads: MiB per request")] = 512,
 ) -> None:
     """Upload a folder (structure kept) or a zip (extracted on the server) into the dataset folder NAME."""

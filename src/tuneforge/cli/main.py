@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneforge.cli import auth, configs, datasets, server
+from tuneforge.cli import auth, configs, datasets, dev, server, train
 
 app = typer.Typer(
     name="tuneforge",
@@ -16,6 +16,8 @@ app.command("server")(server.serve)
 app.add_typer(auth.app, name="auth")
 app.add_typer(configs.app, name="configs")
 app.add_typer(datasets.app, name="datasets")
+app.command("train")(train.train)
+app.add_typer(dev.app, name="dev")
 
 
 def main() -> None:

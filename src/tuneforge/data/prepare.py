@@ -84,7 +84,9 @@ def discover_all(options: Any, datasets: list[Any], progress: Progress | None = 
                 continue
             samples.append(Sample(dataset.id, item.path, item.caption, plan))
         if not samples:
-            why = f"; skipped {len(found.skipped) + len(found.items)} file(s)" if found.skipped or found.items else ""
+            reasons = [f"{Path(p).name}: {r}" for p, r in prepared.skipped if Path(p).is_relative_to(
+                Path(dataset.instance_data_dir).expanduser())]
+            why = f" (skipped {len(reasons)}: {'; '.join(reasons[:3])})" if reasons else ""
             raise DatasetError(f"dataset '{dataset.id}': no usable images in {dataset.instance_data_dir}{why}. "
                                "Add images, or lower minimum_image_size")
         prepared.samples[dataset.id] = samples
@@ -117,7 +119,9 @@ def cache_latents(prepared: Prepared, adapter: Any, rank: int = 0, world: int = 
                 except (OSError, ValueError, SyntaxError) as exc:
                     prepared.skipped.append((str(sample.path), f"unreadable image: {exc}"))
             if chunk:
-                latents = adapter.encode_images(torch.stack(pixels))
+                # The posterior sample is seeded by the entry's key: a cached latent never depends on run order.
+                generators = [torch.Generator().manual_seed(int(s.latent_key[:15], 16)) for s in chunk]
+                latents = adapter.encode_images(torch.stack(pixels), generators)
                 for sample, latent in zip(chunk, latents):
                     prepared.latent_caches[dataset_id].put(sample.latent_key, {"latent": latent})
             done += len(samples[start:start + batch_size])

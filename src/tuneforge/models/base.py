@@ -95,8 +95,8 @@ class ModelAdapter(ABC):
         """One dict of CPU tensors per prompt (no batch dim), ready to be cached."""
 
     @abstractmethod
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pixels in [-1, 1] (B, 3, H, W) -> scaled latents (B, C, H/8, W/8)."""
+    def encode_images(self, pixels: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
+        """Pixels in [-1, 1] (B, 3, H, W) -> scaled latents (B, C, H/8, W/8); one generator per image."""
 
     def collate_text(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}

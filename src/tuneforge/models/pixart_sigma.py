@@ -148,11 +148,11 @@ class PixArtSigmaAdapter(ModelAdapter):
         ]
 
     @torch.no_grad()
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, pixels: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         if self.vae is None:
             self.load_vae()
         pixels = pixels.to(self.device, self.vae.dtype)
-        latents = self.vae.encode(pixels).latent_dist.sample()
+        latents = self.vae.encode(pixels).latent_dist.sample(generator=generators)
         return latents * self.vae.config.scaling_factor
 
     # --- training --------------------------------------------------------------------------------------

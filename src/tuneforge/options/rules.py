@@ -5,7 +5,6 @@ Every problem becomes a `FieldError` whose field is the `--option` and whose mes
 
 from __future__ import annotations
 
-import types
 import typing
 from typing import Any
 
@@ -20,7 +19,7 @@ from tuneforge.options.registry import TrainingOptions
 
 def nullable(name: str) -> bool:
     annotation = TrainingOptions.model_fields[name].annotation
-    return type(None) in typing.get_args(annotation) or isinstance(annotation, types.NoneType)
+    return annotation is type(None) or type(None) in typing.get_args(annotation)
 
 
 def clean_values(values: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Each stage reports a `lifecycle.stage` event. The result is a `Run` that the ste
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,10 @@ def make_accelerator(options: Any, output_dir: Path) -> Any:
     AcceleratorState._reset_state()
     GradientState._reset_state()
     trackers = None if options.report_to in (None, "none") else options.report_to
+    # Launched as several processes on a machine without GPUs: accelerate only picks gloo with cpu=True.
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return Accelerator(
+        cpu=several and not torch.cuda.is_available(),
         mixed_precision=options.mixed_precision,
         log_with=trackers,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from tuneforge.api.deps import Requires, SettingsDep
-from tuneforge.errors import BadRequest, FieldError
+from tuneforge.errors import BadRequest, FieldError, Invalid
 from tuneforge.services import validation
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
@@ -74,7 +74,7 @@ async def validate_config(request: Request, settings: SettingsDep,
     fields = await read_fields(request)
     try:
         report = validation.validate(settings, env=env, overrides=fields)
-    except validation.Invalid as exc:  # the environment file itself is broken
+    except Invalid as exc:  # the environment file itself is broken
         report = validation.ValidationReport(errors=exc.errors or [FieldError("config", exc.detail)], environment=env)
     body, status = report_body(report)
     return JSONResponse(body, status_code=status)

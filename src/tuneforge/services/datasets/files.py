@@ -149,7 +149,9 @@ def _same_content(path: Path, pending: PendingFile) -> bool:
         return False
 
 
-def store(pending: PendingFile, folder: Path, leaf: str, shown: str, publisher: Publisher, report: UploadReport) -> None:
+def store(
+    pending: PendingFile, folder: Path, leaf: str, shown: str, publisher: Publisher, report: UploadReport
+) -> None:
     """Check a received file and give it its final name in `folder`; report either way."""
     pending.close()
     problem = image_problem(pending.path) if is_image(leaf) else None

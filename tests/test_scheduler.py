@@ -1,0 +1,135 @@
+"""The scheduler's parts on real files and a real database: tailing events, webhook outbox delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.webhook_receiver import Receiver
+from tuneforge.api.app import SERVER_PRINCIPAL
+from tuneforge.db.engine import make_engine, make_session_factory
+from tuneforge.db.migrate import upgrade_to_head
+from tuneforge.db.models import WebhookDelivery
+from tuneforge.events import make
+from tuneforge.scheduler.monitor import Monitor
+from tuneforge.scheduler.outbox import Outbox
+from tuneforge.services import job_events, jobs
+
+
+@pytest.fixture
+def session_factory(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    upgrade_to_head(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _job(session_factory, tmp_path: Path, webhooks=None, interval=None) -> str:
+    run_dir = tmp_path / "runs" / "job1"
+    run_dir.mkdir(parents=True)
+    config = {"webhook_config": webhooks, "webhook_reporting_interval": interval}
+    with session_factory() as db:
+        job = jobs.create(db, job_id="job1", owner=SERVER_PRINCIPAL, env_name=None, config=config,
+                          run_dir=str(run_dir), output_dir=str(tmp_path / "out"), num_processes=1)
+        jobs.transition(db, job.id, "starting")
+        db.commit()
+    return "job1"
+
+
+def _write(run_dir: Path, *events, torn: str = "") -> None:
+    with open(run_dir / "events.jsonl", "a") as handle:
+        for event in events:
+            handle.write(event.to_json() + "\n")
+        handle.write(torn)
+
+
+def _stored(session_factory, job_id):
+    with session_factory() as db:
+        return job_events.since(db, job_id, 0, 1000)
+
+
+def _ingest(monitor, session_factory, job_id):
+    with session_factory() as db:
+        return monitor._ingest(db, jobs.get(db, job_id))
+
+
+def test_tailing_is_gap_free_and_resumes_after_restart(session_factory, tmp_path):
+    job_id = _job(session_factory, tmp_path)
+    run_dir = tmp_path / "runs" / job_id
+    outbox = Outbox(session_factory, tmp_path, b"k")
+    progress = {"step": 1, "total_steps": 4, "epoch": 1, "total_epochs": 1, "loss": 0.5}
+    _write(run_dir, make("training.status", data={"status": "running"}),
+           make("training.progress", progress=progress), torn='{"type": "training.pro')
+    assert _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id) == 2
+    with session_factory() as db:
+        job = jobs.get(db, job_id)
+        assert job.state == "running" and job.progress["step"] == 1
+    # a new monitor (a restarted server) picks up at the stored offset: the torn line completes, nothing repeats
+    with open(run_dir / "events.jsonl", "a") as handle:
+        handle.write('gress", "timestamp": "t", "progress": ' + json.dumps({**progress, "step": 2}) + "}\n")
+    _write(run_dir, make("log.message", message="hello"))
+    assert _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id) == 2
+    events = _stored(session_factory, job_id)
+    assert [e["index"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events][-3:] == ["training.progress", "training.progress", "log.message"]
+    assert events[-2]["progress"]["step"] == 2
+
+
+def test_garbage_lines_are_kept_as_warnings(session_factory, tmp_path):
+    job_id = _job(session_factory, tmp_path)
+    (tmp_path / "runs" / job_id / "events.jsonl").write_text("this is not an event\n")
+    _ingest(Monitor(session_factory, tmp_path, Outbox(session_factory, tmp_path, b"k")), session_factory, job_id)
+    last = _stored(session_factory, job_id)[-1]
+    assert last["type"] == "log.message" and last["severity"] == "warning"
+
+
+def test_outbox_retries_signs_throttles_and_redacts(session_factory, tmp_path):
+    with Receiver(fail_first=1) as receiver:
+        hooks = [{"webhook_type": "raw", "callback_url": receiver.url, "log_level": "info",
+                  "auth_token": "sekrit-token"}]
+        job_id = _job(session_factory, tmp_path, webhooks=hooks, interval=3600)
+        run_dir = tmp_path / "runs" / job_id
+        outbox = Outbox(session_factory, tmp_path, b"k")
+        progress = {"step": 1, "total_steps": 4, "epoch": 1, "total_epochs": 1}
+        _write(run_dir, make("training.progress", progress=progress), make("training.progress", progress=progress),
+               make("log.message", message="debug noise", severity="debug"),
+               make("training.checkpoint", message="token sekrit-token leaked"))
+        _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id)
+        with session_factory() as db:
+            rows = db.query(WebhookDelivery).all()
+            assert len(rows) == 2, "second progress throttled, debug filtered"
+            for row in rows:  # make retries due now
+                row.next_attempt_at = row.created_at
+            db.commit()
+        for _ in range(3):
+            asyncio.run(outbox.deliver_due())
+            with session_factory() as db:
+                for row in db.query(WebhookDelivery).filter_by(status="pending"):
+                    row.next_attempt_at = row.created_at
+                db.commit()
+        accepted = receiver.accepted()
+        assert len({d.event_id for d in accepted}) == len(accepted) == 2, "each event accepted exactly once"
+        assert any(d.attempt == 2 for d in accepted), "the injected failure was retried"
+        assert all(d.signed_with(b"sekrit-token") for d in accepted)
+        assert all(d.headers.get("Authorization") == "Bearer sekrit-token" for d in accepted)
+        assert "sekrit-token" not in json.dumps(_stored(session_factory, job_id))
+
+
+def test_unreachable_receiver_backs_off(session_factory, tmp_path):
+    hooks = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/nothing-listens", "log_level": "info"}]
+    job_id = _job(session_factory, tmp_path, webhooks=hooks)
+    outbox = Outbox(session_factory, tmp_path, b"k")
+    _write(tmp_path / "runs" / job_id, make("training.checkpoint", message="saved"))
+    _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id)
+    started = time.monotonic()
+    assert asyncio.run(outbox.deliver_due()) == 1
+    assert time.monotonic() - started < 5
+    with session_factory() as db:
+        row = db.query(WebhookDelivery).one()
+        assert row.status == "pending" and row.attempts == 1 and "Connect" in row.last_error
+        assert row.next_attempt_at > row.created_at
+    assert asyncio.run(outbox.deliver_due()) == 0, "not due again until the backoff passes"
