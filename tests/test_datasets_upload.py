@@ -242,3 +242,13 @@ def _jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), "green").save(buffer, format="JPEG")
     return buffer.getvalue()
+
+
+def test_staging_left_by_a_dead_server_is_dropped_at_start(settings):
+    from tuneforge.api.app import create_app
+
+    staging = settings.datasets_root / ".tf-staging"
+    staging.mkdir(parents=True)
+    (staging / "half.part").write_bytes(b"x" * 10)
+    create_app(settings)
+    assert not staging.exists()

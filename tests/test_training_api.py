@@ -39,6 +39,7 @@ def test_invalid_start_is_422_and_records_nothing(admin_client, workspace):
         "--learning_rate": (None, "fast"), "--max_train_steps": (None, "10"),
     })
     assert response.status_code == 422
+    assert response.json()["valid"] is False and response.json()["message"] == "Validation Failed"
     fields = {e["field"] for e in response.json()["errors"]}
     assert "--learning_rate" in fields
     assert admin_client.get("/api/jobs").json()["count"] == 0

@@ -55,6 +55,14 @@ class Invalid(TuneforgeError):
     """Well-formed but semantically invalid input (per-field errors attached)."""
 
 
+class ConfigInvalid(Invalid):
+    """A training config failed validation; carries the warnings too, for the validate-shaped 422 body."""
+
+    def __init__(self, detail: str, errors: list[FieldError], warnings: list[FieldError] | None = None) -> None:
+        super().__init__(detail, errors)
+        self.warnings = warnings or []
+
+
 class RateLimited(TuneforgeError):
     """Too many attempts; try again after `retry_after` seconds."""
 

@@ -18,6 +18,7 @@ from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import upgrade_to_head
 from tuneforge.scheduler.runner import Scheduler
 from tuneforge.services import submission
+from tuneforge.services.datasets import uploads
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
 from tuneforge.settings import Settings
@@ -36,6 +37,7 @@ TAGS = [
 def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
     """The app; with `start_env`, that environment's training starts once the server is up."""
     workspace.prepare(settings)
+    uploads.discard_staging(settings.datasets_root)
     engine = make_engine(settings.resolved_database_url)
     upgrade_to_head(engine)
 

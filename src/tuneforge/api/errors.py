@@ -45,6 +45,8 @@ async def _tuneforge_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, errors.NotAuthenticated):
         headers = {"WWW-Authenticate": 'Bearer realm="tuneforge"'}
     body = error_body(exc.detail, [e.as_dict() for e in exc.errors])
+    if isinstance(exc, errors.ConfigInvalid):  # the shape of POST /api/training/validate (API.md)
+        body.update(valid=False, message="Validation Failed", warnings=[w.as_dict() for w in exc.warnings])
     return JSONResponse(body, status_code=status_for(exc), headers=headers)
 
 

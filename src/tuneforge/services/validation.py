@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneforge.errors import FieldError, Invalid, TuneforgeError
+from tuneforge.errors import ConfigInvalid, FieldError, Invalid, TuneforgeError
 from tuneforge.options import names, rules
 from tuneforge.options.dataloader import DatasetConfig, parse_dataloader
 from tuneforge.options.families import needs_conditioning
@@ -46,7 +46,7 @@ class ValidationReport:
     def raise_if_invalid(self) -> None:
         if self.errors:
             summary = "; ".join(f"{e.field}: {e.message}" for e in self.errors[:3])
-            raise Invalid(f"Validation Failed: {summary}", self.errors)
+            raise ConfigInvalid(f"Validation Failed: {summary}", self.errors, self.warnings)
 
     def effective_config(self) -> dict[str, Any]:
         """The merged config as `--option` keys, secrets masked (for responses)."""

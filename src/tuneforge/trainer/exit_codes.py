@@ -18,13 +18,3 @@ NAMES = {
     OUT_OF_MEMORY: "out_of_memory",
 }
 
-
-def job_state(code: int | None) -> str:
-    """The job state an exit code means: completed, stopped, cancelled or failed."""
-    if code == COMPLETED:
-        return "completed"
-    if code == STOPPED:
-        return "stopped"
-    if code == CANCELLED or (code is not None and code < 0):  # negative: killed by a signal
-        return "cancelled"
-    return "failed"

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from tuneforge.api import streams
 from tuneforge.api.deps import DbSession, Requires, SettingsDep
 from tuneforge.api.forms import FormFields
+from tuneforge.api.routes import training as training_routes
 from tuneforge.schemas.jobs import (
     CheckpointList,
     EventPage,
@@ -34,7 +35,8 @@ Steerer = Annotated[Principal, Requires(Permission.JOB_CANCEL_OWN)]
 SinceIndex = Annotated[int, Query(ge=0, description="First event index to return")]
 
 
-@router.post("/api/training/start", status_code=202, response_model=StartResponse)
+@router.post("/api/training/start", status_code=202, response_model=StartResponse,
+             openapi_extra=training_routes.BODY_SCHEMA)
 async def training_start(request: Request, fields: FormFields, settings: SettingsDep,
                          principal: Submitter) -> StartResponse:
     """Validate (as `validate` does), record the job and launch the trainer. 422 leaves nothing behind."""

@@ -9,6 +9,7 @@ request leaves no file under a final name, and `cleanup()` removes every tempora
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,10 @@ class UploadSession:
             raise BadRequest(f"{folder} must be a plain folder, not a link")
         os.chmod(folder, 0o700)
         return folder
+
+
+def discard_staging(root: Path) -> None:
+    """At start-up: uploads that a dead server left half-received in the staging folder are dropped."""
+    folder = root / STAGING_DIR
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
