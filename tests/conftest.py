@@ -101,3 +101,11 @@ def make_user(local_client: TestClient, admin_client: httpx2.Client) -> Iterator
     yield make
     for client in opened:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_pixart(tmp_path_factory) -> Path:
+    """A random-weight PixArt Sigma pipeline folder, built once per test session by the product's maker."""
+    from tuneforge.models.tiny import make_tiny_model
+
+    return make_tiny_model("pixart_sigma", tmp_path_factory.mktemp("models") / "tiny-pixart")

@@ -1,4 +1,4 @@
-"""Shared helpers of the engine tests: one tiny PixArt Sigma model per session, small image folders, run specs."""
+"""Shared helpers of the engine tests: small image folders, run specs, runs in this process (the tiny model is in conftest)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from PIL import Image
-
-
-@pytest.fixture(scope="session")
-def tiny_pixart(tmp_path_factory) -> Path:
-    """A random-weight PixArt Sigma pipeline folder, built once by the product's tiny-model maker."""
-    from tuneforge.models.tiny import make_tiny_model
-
-    return make_tiny_model("pixart_sigma", tmp_path_factory.mktemp("models") / "tiny-pixart")
 
 
 def write_images(folder: Path, count: int, sizes=((64, 64), (96, 64), (64, 96)), seed: int = 0,

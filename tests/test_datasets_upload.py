@@ -125,11 +125,12 @@ def test_name_clashes_never_overwrite(local_client: TestClient, root: Path) -> N
     upload(local_client, "set", [("a.txt", b"first")])
     again = upload(local_client, "set", [("a.txt", b"first"), ("a.txt", b"second"), ("a.txt", b"third")])["files"]
     assert [(f["status"], f["path"]) for f in again] == [
-        ("skipped", None), ("renamed", "set/a (1).txt"), ("renamed", "set/a (2).txt")]
+        ("unchanged", "set/a.txt"), ("renamed", "set/a (1).txt"), ("renamed", "set/a (2).txt")]
     files = upload(local_client, "set", [("b.txt", b"one")])["files"]
     assert files[0]["status"] == "written"
     report = upload(local_client, "set", [("a.txt", b"first"), ("a.txt", b"fourth")])
-    assert [f["status"] for f in report["files"]] == ["skipped", "renamed"]
+    assert [f["status"] for f in report["files"]] == ["unchanged", "renamed"]
+    assert report["errors"] == [] and report["files_unchanged"] == 1 and report["files_uploaded"] == 1
     assert report["files"][0]["reason"] == "an identical file already exists"
     assert (root / "set" / "a.txt").read_bytes() == b"first"
     contents = sorted((root / "set" / name).read_bytes() for name in tree(root / "set") if name.startswith("a"))

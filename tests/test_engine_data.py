@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from types import SimpleNamespace
 
 import torch
-from engine_helpers import make_spec, tiny_pixart, write_images  # noqa: F401
+from engine_helpers import make_spec, write_images
 
 from tuneforge.data import prepare
 from tuneforge.data.buckets import TooSmall, plan_image

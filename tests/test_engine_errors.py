@@ -8,7 +8,7 @@ import signal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engine_helpers import make_spec, read_events, tiny_pixart, write_images, write_run_dir  # noqa: F401
+from engine_helpers import make_spec, read_events, write_images, write_run_dir
 
 from tuneforge.trainer import exit_codes
 from tuneforge.trainer.__main__ import main

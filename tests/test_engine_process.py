@@ -13,7 +13,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
-from engine_helpers import make_spec, read_events, run_in_process, tiny_pixart, write_images, write_run_dir  # noqa: F401
+from engine_helpers import make_spec, read_events, run_in_process, write_images, write_run_dir
 
 from tuneforge.trainer import checkpoints, exit_codes
 

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
-from engine_helpers import make_spec, read_events, run_in_process, tiny_pixart, trainable, write_images  # noqa: F401
+from engine_helpers import make_spec, read_events, run_in_process, trainable, write_images
 
 from tuneforge.trainer import checkpoints
 

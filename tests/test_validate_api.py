@@ -158,7 +158,13 @@ def test_local_base_model_folder_must_match_family(local_client, workspace, fast
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     problems = errors_of(local_client.post("/api/training/validate", data={**fast, field: str(folder)}))
     assert "FluxPipeline" in problems[field] and "pixart_sigma" in problems[field]
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "PixArtSigmaPipeline"}))
+    index = {"_class_name": "PixArtSigmaPipeline", "transformer": ["diffusers", "PixArtTransformer2DModel"],
+             "vae": ["diffusers", "AutoencoderKL"], "safety_checker": [None, None]}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    problems = errors_of(local_client.post("/api/training/validate", data={**fast, field: str(folder)}))
+    assert "lacks transformer, vae" in problems[field] and "safety_checker" not in problems[field]
+    (folder / "transformer").mkdir()
+    (folder / "vae").mkdir()
     response = local_client.post("/api/training/validate", data={**fast, field: "models/tiny"})
     assert response.status_code == 200, response.text
     assert response.json()["config"][field] == "models/tiny"

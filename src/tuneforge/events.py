@@ -134,6 +134,20 @@ class EventWriter:
         return self("error", title, message, severity="error", data=data)
 
 
+def log_line(event: Event) -> str:
+    """One human-readable line per event for the trainer's log (`trainer.log`, the source of a job's log tail)."""
+    if event.progress is not None:
+        p = event.progress
+        loss = f" loss {p.loss:.4f}" if p.loss is not None else ""
+        rate = f" lr {p.learning_rate:.2e}" if p.learning_rate is not None else ""
+        return f"{event.timestamp} step {p.step}/{p.total_steps} epoch {p.epoch}{loss}{rate}"
+    text = f"{event.timestamp} {event.severity.upper()} {event.type}: {event.title}"
+    if event.message and event.message != event.title and not event.images:
+        text += f" - {event.message}"
+    trace = event.data.get("traceback") if event.type == "error" else None
+    return f"{text}\n{trace.rstrip()}" if trace else text
+
+
 def read_events(path: Path) -> Iterator[Event]:
     """Parse a run's events file; a torn last line (writer killed mid-write) is skipped."""
     try:

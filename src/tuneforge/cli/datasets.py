@@ -99,7 +99,7 @@ def _batches(parts: list[Part], batch_mb: int) -> list[list[Part]]:
 
 def _send_all(client: httpx.Client, route: str, target: str, on_conflict: str,
               batches: list[list[Part]]) -> dict[str, Any]:
-    totals: dict[str, Any] = {"files_uploaded": 0, "files_skipped": 0, "errors": []}
+    totals: dict[str, Any] = {"files_uploaded": 0, "files_unchanged": 0, "files_skipped": 0, "errors": []}
     total_bytes = sum(part[2].stat().st_size for batch in batches for part in batch)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
@@ -111,7 +111,7 @@ def _send_all(client: httpx.Client, route: str, target: str, on_conflict: str,
             body, length, content_type = multipart_body(fields, batch, lambda n: progress.advance(task, n))
             headers = {"Content-Type": content_type, "Content-Length": str(length)}
             result = check(client.post(route, content=body, headers=headers))
-            for key in ("files_uploaded", "files_skipped"):
+            for key in ("files_uploaded", "files_unchanged", "files_skipped"):
                 totals[key] += result[key]
             totals["errors"] += result["errors"]
     return totals
@@ -154,7 +154,8 @@ def _quote(value: str) -> str:
 
 
 def _print_summary(totals: dict[str, Any], target: str) -> None:
-    console.print(f"Uploaded {totals['files_uploaded']} files to {target}; skipped {totals['files_skipped']}.")
+    console.print(f"Uploaded {totals['files_uploaded']} files to {target}; {totals['files_unchanged']} were "
+                  f"already there unchanged; skipped {totals['files_skipped']}.")
     for line in totals["errors"][:20]:
         console.print(f"  - {line}")
     if len(totals["errors"]) > 20:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneforge.cli import auth, configs, datasets, dev, server, train
+from tuneforge.cli import auth, configs, datasets, demo, dev, server, train
 
 app = typer.Typer(
     name="tuneforge",
@@ -18,6 +18,7 @@ app.add_typer(configs.app, name="configs")
 app.add_typer(datasets.app, name="datasets")
 app.command("train")(train.train)
 app.add_typer(dev.app, name="dev")
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

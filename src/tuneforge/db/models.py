@@ -124,6 +124,7 @@ class Job(Base):
     log_tail: Mapped[str | None] = mapped_column(JSON, nullable=True)
     events_offset: Mapped[int] = mapped_column(Integer, default=0)
     next_index: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_index: Mapped[int] = mapped_column(Integer, default=0)  # the outbox's cursor into the event log
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     startup: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     requested: Mapped[str | None] = mapped_column(String(16), nullable=True)

@@ -119,7 +119,8 @@ def _check_schedule(options: TrainingOptions, errors: list[FieldError], warnings
     if options.model_type == "full" and options.learning_rate > 1e-3:
         warnings.append(FieldError("--learning_rate", f"{options.learning_rate} is very high for a full "
                                    "fine-tune (usually 1e-6 to 1e-4)"))
-    if options.validation_step_interval > 0 and not options.validation_prompt:
+    if options.validation_step_interval > 0 and not options.validation_prompt \
+            and options.validation_method != "external-script":
         warnings.append(FieldError("--validation_prompt", "not set: no validation images will be made"))
     if options.mixed_precision == "fp16" and options.model_family == "flux":
         warnings.append(FieldError("--mixed_precision", "fp16 overflows in Flux; bf16 is recommended"))

@@ -105,7 +105,6 @@ class Monitor:
         status = payload.get("data", {}).get("status") if payload["type"] == "training.status" else None
         if job.state == "starting" and (status in ("started", "running") or payload["type"] == "training.progress"):
             jobs.transition(db, job.id, "running")  # the ORM update also refreshes job.state
-        self.outbox.enqueue(db, job, payload)
 
     def _check_process(self, db: Session, job: Job) -> bool:
         child = self.children.get(job.id)

@@ -1,7 +1,9 @@
-"""Webhooks through an outbox: events become delivery rows when stored; a sender retries them with backoff.
+"""Webhooks through an outbox that follows the stored event log.
 
-Deliveries live in the database, so they survive restarts; a slow or dead receiver only delays its own
-rows and never the trainer or the event log.
+Each job keeps a cursor (`webhook_index`) into its event log; the sender turns every event past the cursor
+into delivery rows, whoever stored it (the trainer's events, the server's own state changes), then retries
+those rows with backoff. Cursor and rows live in the database, so deliveries survive restarts; a slow or dead
+receiver only delays its own rows and never the trainer or the event log.
 """
 
 from __future__ import annotations
@@ -52,7 +54,20 @@ class Outbox:
             text = text.replace(json.dumps(token)[1:-1], "***")
         return json.loads(text)
 
-    def enqueue(self, db: Session, job: Job, payload: dict[str, Any]) -> None:
+    def fan_out(self, db: Session) -> int:
+        """Turn the events past each job's cursor into delivery rows, then move the cursor; returns events seen."""
+        seen = 0
+        for job in db.scalars(select(Job).where(Job.webhook_index < Job.next_index)):
+            events = job_events.since(db, job.id, job.webhook_index, limit=500)
+            for payload in events:
+                self._enqueue(db, job, payload)
+            if events:
+                job.webhook_index = events[-1]["index"] + 1
+                seen += len(events)
+        db.commit()
+        return seen
+
+    def _enqueue(self, db: Session, job: Job, payload: dict[str, Any]) -> None:
         interval = float(job.config.get("webhook_reporting_interval") or 0)
         for number, target in enumerate(self.targets(job)):
             if not _wants(target, payload) or not self._due(job.id, number, payload, interval):
@@ -61,23 +76,26 @@ class Outbox:
                                    attempts=0, next_attempt_at=datetime.now(UTC)))
 
     def _due(self, job_id: str, number: int, payload: dict[str, Any], interval: float) -> bool:
-        """Progress-like events are throttled to one per interval; lifecycle, checkpoint, errors never are."""
+        """Progress-like events are throttled to one per interval of event time; lifecycle, checkpoints and
+        errors never are."""
         if payload["type"] not in THROTTLED or interval <= 0:
             return True
-        now = datetime.now(UTC)
+        at = _event_time(payload)
         last = self._last_sent.get((job_id, number))
-        if last is not None and (now - last).total_seconds() < interval:
+        if last is not None and (at - last).total_seconds() < interval:
             return False
-        self._last_sent[(job_id, number)] = now
+        self._last_sent[(job_id, number)] = at
         return True
 
     async def deliver_due(self, batch: int = 20) -> int:
+        """One pass: fan out new events, then send the deliveries that are due; returns how many were sent."""
         due = await asyncio.to_thread(self._claim_due, batch)
         await asyncio.gather(*(self._deliver(item) for item in due))
         return len(due)
 
     def _claim_due(self, batch: int) -> list[dict[str, Any]]:
         with self.session_factory() as db:
+            self.fan_out(db)
             query = (select(WebhookDelivery).where(WebhookDelivery.status == "pending",
                                                    WebhookDelivery.next_attempt_at <= datetime.now(UTC))
                      .order_by(WebhookDelivery.id).limit(batch))
@@ -118,6 +136,14 @@ class Outbox:
                 row.last_error = error
                 row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=min(2**row.attempts, 300))
             db.commit()
+
+
+def _event_time(payload: dict[str, Any]) -> datetime:
+    try:
+        at = datetime.fromisoformat(payload["timestamp"])
+    except (KeyError, TypeError, ValueError):
+        return datetime.now(UTC)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _wants(target: WebhookTarget, payload: dict[str, Any]) -> bool:

@@ -69,6 +69,12 @@ def _check_folder(settings: Settings, options: TrainingOptions, value: str, erro
                                         f"one ({' or '.join(flavour.pipeline_classes)}): point it at a "
                                         f"{options.model_family} model or change --model_family"))
         return
+    missing = [name for name, spec in data.items()
+               if not name.startswith("_") and isinstance(spec, list) and spec and spec[0] and not (folder / name).is_dir()]
+    if missing:
+        errors.append(FieldError(FIELD, f"{folder} lacks {', '.join(missing)}, named in its model_index.json: copy "
+                                        "the whole pipeline folder (pipeline.save_pretrained() writes all of it)"))
+        return
     kontext_folder = class_name == "FluxKontextPipeline"
     if kontext_folder != (options.model_flavour == "kontext"):
         warnings.append(FieldError(FIELD, f"{folder} holds a {class_name} pipeline but --model_flavour="

@@ -31,13 +31,16 @@ def classify(exc: BaseException) -> tuple[int, str]:
 
 def main(run_dir: Path, events=None) -> int:
     """Run the job in `run_dir`; returns the exit code. `events` lets the CLI listen to the same events."""
-    from tuneforge.events import EventWriter
+    from tuneforge.events import EventWriter, log_line
 
     run_dir = Path(run_dir)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if rank0:
         (run_dir / "pid").write_text(f"{os.getpid()}\n")
-    events = events or EventWriter(run_dir / "events.jsonl", enabled=rank0)
+    if events is None:
+        events = EventWriter(run_dir / "events.jsonl", enabled=rank0)
+        if rank0:  # stdout is the run's trainer.log when the server launched us
+            events.add_listener(lambda event: print(log_line(event), flush=True))
     try:
         from tuneforge.options.spec import RunSpec
 

@@ -14,7 +14,7 @@ from tuneforge.trainer import control as control_codes
 from tuneforge.trainer.batches import load_batch, prefetched, step_generator
 from tuneforge.trainer.outputs import save_checkpoint
 from tuneforge.trainer.setup import Run
-from tuneforge.trainer.validation import validate
+from tuneforge.trainer.validation import configured as validation_configured, validate
 
 PROGRESS_EVERY_S = 1.0
 
@@ -105,7 +105,7 @@ def train_loop(run: Run) -> str:
                 run.control.handled("stop")
                 return "stopped"
             every = options.validation_step_interval
-            if "validate" in actions or (options.validation_prompt and every and run.global_step % every == 0):
+            if "validate" in actions or (validation_configured(options) and every and run.global_step % every == 0):
                 validate(run)
                 run.control.handled("validate")
             if final:

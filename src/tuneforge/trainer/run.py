@@ -12,8 +12,11 @@ from tuneforge.trainer import checkpoints
 from tuneforge.trainer.control import Control
 from tuneforge.trainer.loop import train_loop
 from tuneforge.trainer.outputs import save_checkpoint, save_final
+from tuneforge.trainer.scripts import wait_for_hooks
 from tuneforge.trainer.setup import Run, choose_seed, make_accelerator, prepare_data, prepare_model, prepare_training
-from tuneforge.trainer.validation import validate
+from tuneforge.trainer.validation import configured as validation_configured, validate
+
+HOOK_WAIT_S = 600.0  # how long the end of a run waits for background hooks (post_checkpoint_script, ...)
 
 
 def init_trackers(run: Run) -> None:
@@ -68,12 +71,18 @@ def execute(run: Run) -> str:
     prepare_training(run, resume)
     init_trackers(run)
     outcome = train_loop(run)
+    final = None
     if outcome == "completed":
         if not checkpoints.final_path(run.output_dir, run.global_step).is_dir():
             save_checkpoint(run, "final")
-        if options.validation_prompt and run.last_validated_step != run.global_step:
+        if validation_configured(options) and run.last_validated_step != run.global_step:
             validate(run)
         final = save_final(run)
+    still_running = wait_for_hooks(HOOK_WAIT_S)
+    if still_running:
+        run.events.log(f"not waiting longer than {HOOK_WAIT_S:.0f}s for {', '.join(still_running)}",
+                       severity="warning", hooks=still_running)
+    if outcome == "completed":
         run.events.status("completed", f"finished at step {run.global_step}", severity="success",
                           step=run.global_step, output_path=str(final) if final else None,
                           weights_checksums=weights_checksums(run))

@@ -11,9 +11,11 @@ import re
 import shlex
 import subprocess
 import threading
+import time
 from typing import Any
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_background: list[threading.Thread] = []  # waiters of background hooks; the run waits for them before it ends
 
 
 def context_for(options: Any, step: int, checkpoint_path: str = "", remote_path: str = "") -> dict[str, str]:
@@ -67,4 +69,15 @@ def run_hook(name: str, command: str, context: dict[str, str], background: bool,
         return None
     thread = threading.Thread(target=wait, name=f"hook-{name}", daemon=True)
     thread.start()
+    _background.append(thread)
     return thread
+
+
+def wait_for_hooks(timeout: float) -> list[str]:
+    """Wait up to `timeout` seconds for background hooks (their outcome is lost, and the hook itself may die on a
+    closed pipe, if the trainer exits first); returns the names of those still running."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_background):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    _background[:] = [thread for thread in _background if thread.is_alive()]
+    return [thread.name.removeprefix("hook-") for thread in _background]

@@ -56,7 +56,7 @@ def _preview_callback(run: Run, prompt: str, size: tuple[int, int], total: int):
         if (step - 1) % every and step != total:
             return
         picture = _tensor_to_pil(run.adapter.decode_preview(latents[:1]))
-        run.events("validation.image", f"Validation (step {step}/{total}): {prompt[:40]}", prompt,
+        run.events("validation.image", f"Validation (step {step}/{total}): {prompt[:40]}", prompt, body=prompt,
                    data={"step": step, "timestep": float(timestep), "resolution": list(size),
                          "validation_type": "intermediary", "prompt": prompt, "step_label": f"{step}/{total}",
                          "global_step": run.global_step},
@@ -100,19 +100,28 @@ def sample(run: Run, size: tuple[int, int]) -> Image.Image:
     return result.images[0]
 
 
+def configured(options) -> bool:
+    """Scheduled validation happens: a prompt for the built-in sampler, or an external script."""
+    if options.validation_method == "external-script":
+        return bool(options.validation_external_script)
+    return bool(options.validation_prompt)
+
+
 def validate(run: Run) -> None:
     options = run.options
+    run.last_validated_step = run.global_step
     if options.validation_method == "external-script":
         if run.is_main and options.validation_external_script:
+            checkpoint = run.output_dir / f"checkpoint-{run.global_step}"
+            context = context_for(options, run.global_step, str(checkpoint) if checkpoint.is_dir() else "")
             run_hook("validation_external_script", options.validation_external_script,
-                     context_for(options, run.global_step), background=options.validation_external_background,
+                     context, background=options.validation_external_background,
                      report=lambda severity, message, data: run.events.log(message, severity=severity, **data))
         run.accelerator.wait_for_everyone()
         return
     if not options.validation_prompt:
         run.events.log("validation requested but validation_prompt is empty; nothing to sample", severity="warning")
         return
-    run.last_validated_step = run.global_step
     if run.is_main:
         folder = run.output_dir / "validation" / f"step-{run.global_step}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ class FolderCreated(BaseModel):
 
 class FileDetail(BaseModel):
     name: str
-    status: str  # written | renamed | skipped
+    status: str  # written | renamed | unchanged | skipped
     reason: str | None
     path: str | None  # relative to the datasets root
     size: int
@@ -50,6 +50,7 @@ class FileDetail(BaseModel):
 class UploadResult(BaseModel):
     success: bool
     files_uploaded: int
+    files_unchanged: int = 0  # identical files already there: not errors
     files_skipped: int
     errors: list[str]
     target_path: str | None

@@ -80,10 +80,13 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
+IDENTICAL = "identical"
+
+
 class Publisher:
     """Gives each finished file its final name, never replacing an existing file.
 
-    A clash with an identical file skips the new copy (re-running an upload is harmless); a clash with a
+    A clash with an identical file keeps the one there (re-running an upload is harmless); a clash with a
     different file stores the new one as `name (1).ext` ("rename") or skips it ("skip").
     """
 
@@ -92,7 +95,8 @@ class Publisher:
         self._next_suffix: dict[Path, int] = {}  # keeps many clashes on one name linear, not quadratic
 
     def publish(self, pending: PendingFile, folder: Path, name: str) -> tuple[Path | None, bool, str | None]:
-        """(final path, renamed, None) when stored, (None, False, reason) when skipped. Always drops the temp."""
+        """(final path, renamed, None) when stored, (existing path, False, IDENTICAL) when the same file is there,
+        (None, False, reason) when skipped. Always drops the temp."""
         pending.close()
         try:
             return self._place(pending, folder / name)
@@ -105,7 +109,7 @@ class Publisher:
         if _link_new(pending.path, wanted):
             return wanted, False, None
         if _same_content(wanted, pending):
-            return None, False, "an identical file already exists"
+            return wanted, False, IDENTICAL
         if self.on_conflict == "skip":
             return None, False, "a different file with this name already exists (on_conflict=skip)"
         stem, ext = PurePosixPath(wanted.name).stem, PurePosixPath(wanted.name).suffix
@@ -163,5 +167,7 @@ def store(
     final, renamed, reason = publisher.publish(pending, folder, leaf)
     if final is None:
         report.skipped(shown, reason or "not stored")
+    elif reason == IDENTICAL:
+        report.unchanged(shown, final)
     else:
         report.stored(shown, final, size, renamed)

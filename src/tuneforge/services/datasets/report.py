@@ -11,6 +11,7 @@ from tuneforge.services.datasets.paths import display
 WRITTEN = "written"  # stored under the name it was sent with
 RENAMED = "renamed"  # that name was taken by a different file: stored as `name (1).ext`
 SKIPPED = "skipped"  # not stored; `reason` says why
+UNCHANGED = "unchanged"  # an identical file is already there: nothing to do, not an error
 
 
 @dataclass
@@ -36,14 +37,19 @@ class UploadReport:
         reason = f"a different file named '{name}' already exists" if renamed else None
         self.results.append(FileResult(name, RENAMED if renamed else WRITTEN, reason, display(path, self.root), size))
 
+    def unchanged(self, name: str, path: Path) -> None:
+        self.results.append(FileResult(name, UNCHANGED, "an identical file already exists", display(path, self.root)))
+
     def skipped(self, name: str, reason: str) -> None:
         self.results.append(FileResult(name, SKIPPED, reason))
 
     def as_dict(self) -> dict[str, Any]:
         skipped = [r for r in self.results if r.status == SKIPPED]
+        unchanged = sum(r.status == UNCHANGED for r in self.results)
         return {
             "success": True,
-            "files_uploaded": len(self.results) - len(skipped),
+            "files_uploaded": len(self.results) - len(skipped) - unchanged,
+            "files_unchanged": unchanged,
             "files_skipped": len(skipped),
             "errors": [f"{r.name}: {r.reason}" for r in skipped],
             "target_path": str(self.target) if self.target else None,
