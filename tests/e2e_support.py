@@ -3,6 +3,7 @@ on the real server's job and event routes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -91,6 +92,15 @@ def wait_event(client: httpx.Client, job_id: str, accept: Callable[[dict[str, An
 
 def progress_steps(events: list[dict[str, Any]]) -> list[int]:
     return [e["progress"]["step"] for e in events if e["type"] == "training.progress"]
+
+
+def kill_trainers(workspace: Path) -> None:
+    """Trainers outlive servers by design: a failed test must not leave one training for hours."""
+    for pid_file in (workspace / ".tuneforge" / "runs").glob("*/pid"):
+        with contextlib.suppress(psutil.Error, ValueError):
+            process = psutil.Process(int(pid_file.read_text()))
+            if "tuneforge.trainer" in process.cmdline():
+                process.kill()
 
 
 def trainer_process(run_dir: str) -> psutil.Process:

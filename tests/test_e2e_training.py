@@ -15,6 +15,7 @@ from e2e_support import (
     all_events,
     as_multipart,
     job,
+    kill_trainers,
     prepare_workspace,
     progress_steps,
     run_fields,
@@ -47,7 +48,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, tiny_pixart):
-    """One server on one workspace for the module, with an admin and a researcher; tests leave no job running."""
+    """One server on one workspace for the module, with an admin and a researcher. Each test ends its jobs (so
+    the next can start one); trainers a failed test left behind are killed at the end."""
     workspace = tmp_path_factory.mktemp("e2e") / "workspace"
     prepare_workspace(workspace)
     server = start_server(workspace)
@@ -60,6 +62,7 @@ def stack(tmp_path_factory, tiny_pixart):
         yield Stack(server, tiny_pixart, admin, researcher_key)
     finally:
         server.stop()
+        kill_trainers(workspace)
 
 
 def login_key(server: ServerProcess, user: dict, create=None) -> str:
@@ -173,7 +176,8 @@ def test_manual_steering_permissions_and_kill_then_resume(stack, tmp_path):
         first = wait_event(client, resumed, lambda e: e["type"] == "training.progress", what="resumed progress")
         assert first["progress"]["step"] == checkpoint["checkpoint"]["step"] + 1
         assert client.post("/api/training/cancel", files={"job_id": (None, resumed)}).status_code == 200
-        assert wait_final(client, resumed, timeout=30)["status"] == "cancelled"
+        cancelled = wait_final(client, resumed, timeout=30)
+        assert (cancelled["status"], cancelled["exit_code"]) == ("cancelled", 3), cancelled
 
 
 def test_stop_then_resume_gives_the_uninterrupted_weights(stack, tmp_path):
@@ -216,7 +220,8 @@ def test_server_restart_mid_training_loses_no_event_or_webhook(tmp_path, tiny_pi
                 wait_event(client, job_id, lambda e: e["type"] == "training.progress", what="training to run")
                 trainer = trainer_process(job(client, job_id)["run_dir"])
         finally:
-            assert server.stop() in (0, -signal.SIGTERM), server.log()
+            stopped = server.stop()
+        assert stopped in (0, -signal.SIGTERM), server.log()
         assert trainer.is_running(), "the trainer outlives the server"
         events_file = Path(trainer.cmdline()[-1]) / "events.jsonl"
         size_at_stop = events_file.stat().st_size
@@ -237,13 +242,11 @@ def test_server_restart_mid_training_loses_no_event_or_webhook(tmp_path, tiny_pi
                 trainer_lines = events_file.read_text().splitlines()
                 assert len(trainer_lines) == len([e for e in events if e.get("data", {}).get("source") != "server"])
                 wanted = {f"{job_id}:{e['index']}" for e in events if e["type"] in ("training.status", "lifecycle.stage")}
+                # At least once: a delivery cut off by the first server's shutdown may be sent again.
                 wait_for(lambda: wanted <= {d.event_id for d in receiver.accepted()}, 60, "webhooks of both lives")
-                accepted = [d.event_id for d in receiver.accepted()]
-                assert len(accepted) == len(set(accepted))
         finally:
             server.stop()
-            if trainer.is_running():  # only when an assertion above failed
-                trainer.kill()
+            kill_trainers(workspace)
 
 
 def test_server_env_refuses_an_invalid_environment_and_starts_a_valid_one(tmp_path, tiny_pixart):
@@ -269,3 +272,4 @@ def test_server_env_refuses_an_invalid_environment_and_starts_a_valid_one(tmp_pa
             assert wait_final(client, listed[0]["job_id"])["status"] == "completed"
     finally:
         server.stop()
+        kill_trainers(workspace)

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from tests.webhook_receiver import Receiver
 from tuneforge.api.app import SERVER_PRINCIPAL
 from tuneforge.db.engine import make_engine, make_session_factory
-from tuneforge.db.migrate import upgrade_to_head
+from tuneforge.db.migrate import migrate, upgrade_to_head
 from tuneforge.db.models import WebhookDelivery
 from tuneforge.events import make
 from tuneforge.scheduler.monitor import Monitor
@@ -135,3 +136,58 @@ def test_unreachable_receiver_backs_off(session_factory, tmp_path):
             assert row.status == "pending" and row.attempts == 1 and "Connect" in row.last_error
             assert row.next_attempt_at > row.created_at
     assert asyncio.run(outbox.deliver_due()) == 0, "not due again until the backoff passes"
+
+
+def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine, "0002")
+    factory = make_session_factory(engine)
+    with factory() as db:  # a job of the old schema, its queued event already fanned out
+        db.execute(text("INSERT INTO jobs (id, state, owner_name, config, run_dir, output_dir, num_processes, "
+                        "events_offset, next_index, startup, created_at) VALUES ('old', 'completed', 'admin', "
+                        "'{}', '/r', '/o', 1, 0, 1, '{}', '2026-01-01 00:00:00')"))
+        db.execute(text("INSERT INTO job_events (job_id, \"index\", type, severity, payload, created_at) VALUES "
+                        "('old', 0, 'training.status', 'info', '{\"index\": 0}', '2026-01-01 00:00:00')"))
+        db.execute(text("INSERT INTO webhook_deliveries (job_id, event_index, target, status, attempts, "
+                        "next_attempt_at, created_at) VALUES ('old', 0, 0, 'delivered', 1, '2026-01-01', '2026-01-01')"))
+        db.commit()
+    migrate(engine, "head")
+    with factory() as db:
+        assert db.scalar(text("SELECT webhook_index FROM jobs")) == 1, "old events are not sent again"
+        assert Outbox(factory, tmp_path, b"k").fan_out(db) == 0
+    migrate(engine, "0002", down=True)
+    with factory() as db:
+        assert db.scalar(text("SELECT count(*) FROM job_events")) == 1, "a downgrade keeps the events"
+    engine.dispose()
+
+
+def test_one_job_with_a_broken_webhook_config_holds_up_no_other(session_factory, tmp_path):
+    with session_factory() as db:  # an old job whose stored webhook entry no longer validates
+        jobs.create(db, job_id="job0", owner=SERVER_PRINCIPAL, env_name=None,
+                    config={"webhook_config": [{"callback_url": "ftp://nope"}]}, run_dir=str(tmp_path),
+                    output_dir=str(tmp_path / "out0"), num_processes=1)
+        jobs.transition(db, "job0", "failed", reason="old")
+        db.commit()
+    good = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/x", "log_level": "info"}]
+    job_id = _job(session_factory, tmp_path, webhooks=good)
+    outbox = Outbox(session_factory, tmp_path, b"k")
+    with session_factory() as db:
+        assert outbox.fan_out(db) == 4, "job0: queued, failed; job1: queued, starting"
+        assert {row.job_id for row in db.query(WebhookDelivery)} == {job_id}
+        assert outbox.fan_out(db) == 0, "the broken job's cursor moved on too"
+
+
+def test_warnings_pass_the_progress_throttle(session_factory, tmp_path):
+    hooks = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/x", "log_level": "info"}]
+    job_id = _job(session_factory, tmp_path, webhooks=hooks, interval=3600)
+    progress = {"step": 1, "total_steps": 4, "epoch": 1, "total_epochs": 1}
+    _write(tmp_path / "runs" / job_id, make("training.progress", progress=progress),
+           make("log.message", message="hook exited with code 1", severity="warning"),
+           make("log.message", message="chatter"), make("log.message", message="more chatter"))
+    outbox = Outbox(session_factory, tmp_path, b"k")
+    _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id)
+    with session_factory() as db:
+        outbox.fan_out(db)
+        sent = [job_events.get(db, job_id, row.event_index) for row in db.query(WebhookDelivery)]
+    messages = [event["message"] for event in sent if event["type"] == "log.message"]
+    assert messages == ["hook exited with code 1", "chatter"], "warnings always; plain lines once per interval"

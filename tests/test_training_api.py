@@ -64,3 +64,12 @@ def test_viewer_cannot_start_or_steer(make_user):
         assert viewer.post(route).status_code == 403, route
     assert viewer.get("/api/training/status").status_code == 200
     assert viewer.get("/api/jobs").status_code == 200
+
+
+def test_webhook_secrets_are_masked_in_job_views():
+    from tuneforge.services.steering import masked_webhook
+
+    discord = {"webhook_type": "discord", "callback_url": "https://discord.com/api/webhooks/123/s3cret-token"}
+    assert masked_webhook(discord)["callback_url"] == "https://discord.com/api/webhooks/***"
+    raw = {"webhook_type": "raw", "callback_url": "https://example.com/hook", "auth_token": "t0ken"}
+    assert masked_webhook(raw) == {**raw, "auth_token": "***"}

@@ -112,7 +112,7 @@ def _send_all(client: httpx.Client, route: str, target: str, on_conflict: str,
             headers = {"Content-Type": content_type, "Content-Length": str(length)}
             result = check(client.post(route, content=body, headers=headers))
             for key in ("files_uploaded", "files_unchanged", "files_skipped"):
-                totals[key] += result[key]
+                totals[key] += result.get(key, 0)  # files_unchanged: absent from older servers
             totals["errors"] += result["errors"]
     return totals
 

@@ -12,8 +12,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def upgrade_to_head(engine: Engine) -> None:
+    migrate(engine, "head")
+
+
+def migrate(engine: Engine, revision: str, down: bool = False) -> None:
+    """Move the schema up (or down) to `revision`."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        (command.downgrade if down else command.upgrade)(config, revision)

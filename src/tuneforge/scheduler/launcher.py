@@ -20,7 +20,10 @@ def trainer_command(run_dir: Path, num_processes: int = 1, accelerate_config: st
 
 def launch(command: list[str], run_dir: Path, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """Spawn detached from the server's session, output appended to `RUN_DIR/trainer.log`."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    # The server's own settings (a database URL with its password, an API key) are not the trainer's business,
+    # nor that of the user hooks it runs.
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("TUNEFORGE_")}
+    env = {**inherited, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     with open(run_dir / "trainer.log", "ab") as log:
         return subprocess.Popen(
             command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

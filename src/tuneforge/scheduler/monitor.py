@@ -130,7 +130,7 @@ class Monitor:
 
     def _finish(self, db: Session, job: Job, exit_code: int | None) -> None:
         state, reason = _decide(exit_code, job.requested, _last_trainer_status(db, job.id), _last_error(db, job.id))
-        log_tail = tail(Path(job.run_dir) / "trainer.log")
+        log_tail = self.outbox.redact(job, tail(Path(job.run_dir) / "trainer.log"))
         jobs.transition(db, job.id, state, reason=reason, exit_code=exit_code, log_tail=log_tail)
         db.commit()
         self.signalled.discard(job.id)

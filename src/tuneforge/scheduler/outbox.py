@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,11 @@ from tuneforge.db.models import Job, WebhookDelivery
 from tuneforge.options.registry import WebhookTarget
 from tuneforge.services import job_events
 
+log = logging.getLogger("tuneforge.scheduler")
+
 MAX_ATTEMPTS = 10
 SEVERITY_ORDER = {"debug": 0, "info": 1, "success": 1, "warning": 2, "error": 3, "critical": 4}
-THROTTLED = {"training.progress", "validation.image", "log.message"}
+THROTTLED = {"training.progress", "validation.image", "log.message"}  # log.message only below warning
 
 
 class Outbox:
@@ -35,7 +38,7 @@ class Outbox:
         self.workspace = workspace
         self.signing_key = signing_key
         self._targets: dict[str, list[WebhookTarget]] = {}
-        self._last_sent: dict[tuple[str, int], datetime] = {}
+        self._last_sent: dict[tuple[str, int, str], datetime] = {}
 
     def targets(self, job: Job) -> list[WebhookTarget]:
         """The job's webhook entries (validated when the job was submitted)."""
@@ -44,12 +47,12 @@ class Outbox:
             self._targets[job.id] = [WebhookTarget.model_validate(entry) for entry in entries]
         return self._targets[job.id]
 
-    def redact(self, job: Job, envelope: dict[str, Any]) -> dict[str, Any]:
-        """Webhook tokens never reach the event log, whatever the trainer printed."""
+    def redact(self, job: Job, value: Any) -> Any:
+        """Webhook tokens never reach the event log or the log tail (any JSON value), whatever the trainer printed."""
         tokens = [t.auth_token for t in self.targets(job) if t.auth_token]
         if not tokens:
-            return envelope
-        text = json.dumps(envelope)
+            return value
+        text = json.dumps(value)
         for token in tokens:
             text = text.replace(json.dumps(token)[1:-1], "***")
         return json.loads(text)
@@ -57,38 +60,41 @@ class Outbox:
     def fan_out(self, db: Session) -> int:
         """Turn the events past each job's cursor into delivery rows, then move the cursor; returns events seen."""
         seen = 0
-        for job in db.scalars(select(Job).where(Job.webhook_index < Job.next_index)):
+        for job in list(db.scalars(select(Job).where(Job.webhook_index < Job.next_index))):
             events = job_events.since(db, job.id, job.webhook_index, limit=500)
-            for payload in events:
-                self._enqueue(db, job, payload)
-            if events:
-                job.webhook_index = events[-1]["index"] + 1
-                seen += len(events)
+            if not events:
+                continue
+            try:
+                db.add_all([row for payload in events for row in self._deliveries(job, payload)])
+            except Exception:  # one job's unreadable webhook config must not hold up every other job's webhooks
+                log.exception("webhooks of job %s: events %d-%d not sent", job.id, events[0]["index"],
+                              events[-1]["index"])
+            job.webhook_index = events[-1]["index"] + 1
+            seen += len(events)
         db.commit()
         return seen
 
-    def _enqueue(self, db: Session, job: Job, payload: dict[str, Any]) -> None:
+    def _deliveries(self, job: Job, payload: dict[str, Any]) -> list[WebhookDelivery]:
         interval = float(job.config.get("webhook_reporting_interval") or 0)
-        for number, target in enumerate(self.targets(job)):
-            if not _wants(target, payload) or not self._due(job.id, number, payload, interval):
-                continue
-            db.add(WebhookDelivery(job_id=job.id, event_index=payload["index"], target=number, status="pending",
-                                   attempts=0, next_attempt_at=datetime.now(UTC)))
+        return [WebhookDelivery(job_id=job.id, event_index=payload["index"], target=number, status="pending",
+                                attempts=0, next_attempt_at=datetime.now(UTC))
+                for number, target in enumerate(self.targets(job))
+                if _wants(target, payload) and self._due(job.id, number, payload, interval)]
 
     def _due(self, job_id: str, number: int, payload: dict[str, Any], interval: float) -> bool:
-        """Progress-like events are throttled to one per interval of event time; lifecycle, checkpoints and
-        errors never are."""
-        if payload["type"] not in THROTTLED or interval <= 0:
+        """Chatty events (progress, previews, plain log lines) are throttled to one of each type per interval of
+        event time; lifecycle, checkpoints, warnings and errors never are."""
+        if not _chatty(payload) or interval <= 0:
             return True
-        at = _event_time(payload)
-        last = self._last_sent.get((job_id, number))
+        at, key = _event_time(payload), (job_id, number, payload["type"])
+        last = self._last_sent.get(key)
         if last is not None and (at - last).total_seconds() < interval:
             return False
-        self._last_sent[(job_id, number)] = at
+        self._last_sent[key] = at
         return True
 
     async def deliver_due(self, batch: int = 20) -> int:
-        """One pass: fan out new events, then send the deliveries that are due; returns how many were sent."""
+        """One pass: fan out new events, then attempt the deliveries that are due; returns how many were tried."""
         due = await asyncio.to_thread(self._claim_due, batch)
         await asyncio.gather(*(self._deliver(item) for item in due))
         return len(due)
@@ -136,6 +142,12 @@ class Outbox:
                 row.last_error = error
                 row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=min(2**row.attempts, 300))
             db.commit()
+
+
+def _chatty(payload: dict[str, Any]) -> bool:
+    if payload["type"] not in THROTTLED:
+        return False
+    return payload["type"] != "log.message" or SEVERITY_ORDER.get(payload.get("severity", "info"), 1) < 2
 
 
 def _event_time(payload: dict[str, Any]) -> datetime:

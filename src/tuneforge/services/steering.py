@@ -19,14 +19,22 @@ NO_ACTIVE_JOB = "No active training job"
 def public(job: Job) -> JobPublic:
     config: dict[str, Any] = dict(job.config)
     if config.get("webhook_config"):  # tokens never leave the server
-        config["webhook_config"] = [{**entry, "auth_token": "***" if entry.get("auth_token") else None}
-                                    for entry in config["webhook_config"]]
+        config["webhook_config"] = [masked_webhook(entry) for entry in config["webhook_config"]]
     return JobPublic(
         job_id=job.id, status=job.state, owner=job.owner_name, env_name=job.env_name, output_dir=job.output_dir,
         run_dir=job.run_dir, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         reason=job.reason, exit_code=job.exit_code, progress=job.progress, startup_progress=job.startup or {},
         log_tail=job.log_tail, config=config,
     )
+
+
+def masked_webhook(entry: dict[str, Any]) -> dict[str, Any]:
+    """A webhook entry without its secrets: the auth token, and the token in a Discord webhook URL's path."""
+    masked = {**entry, "auth_token": "***" if entry.get("auth_token") else None}
+    url = str(entry.get("callback_url") or "")
+    if entry.get("webhook_type") == "discord" and "/webhooks/" in url:
+        masked["callback_url"] = url.split("/webhooks/", 1)[0] + "/webhooks/***"
+    return masked
 
 
 def target(db: Session, job_id: str | None) -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -29,9 +30,17 @@ def classify(exc: BaseException) -> tuple[int, str]:
     return exit_codes.FAILED, "Training failed"
 
 
+def _echo(event) -> None:
+    """One write per event line, so lines from hook threads never interleave."""
+    from tuneforge.events import log_line
+
+    sys.stdout.write(log_line(event) + "\n")
+    sys.stdout.flush()
+
+
 def main(run_dir: Path, events=None) -> int:
     """Run the job in `run_dir`; returns the exit code. `events` lets the CLI listen to the same events."""
-    from tuneforge.events import EventWriter, log_line
+    from tuneforge.events import EventWriter
 
     run_dir = Path(run_dir)
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -40,7 +49,7 @@ def main(run_dir: Path, events=None) -> int:
     if events is None:
         events = EventWriter(run_dir / "events.jsonl", enabled=rank0)
         if rank0:  # stdout is the run's trainer.log when the server launched us
-            events.add_listener(lambda event: print(log_line(event), flush=True))
+            events.add_listener(_echo)
     try:
         from tuneforge.options.spec import RunSpec
 
@@ -72,4 +81,8 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         print("usage: python -m tuneforge.trainer RUN_DIR", file=sys.stderr)
         sys.exit(exit_codes.INVALID_CONFIG)
-    sys.exit(main(Path(sys.argv[1])))
+    code = main(Path(sys.argv[1]))
+    # The outcome is decided and reported. Python restores the default SIGTERM action while it shuts down, so the
+    # server's cancel signal arriving now would replace our exit code with "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)

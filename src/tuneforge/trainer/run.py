@@ -78,14 +78,17 @@ def execute(run: Run) -> str:
         if validation_configured(options) and run.last_validated_step != run.global_step:
             validate(run)
         final = save_final(run)
-    still_running = wait_for_hooks(HOOK_WAIT_S)
-    if still_running:
-        run.events.log(f"not waiting longer than {HOOK_WAIT_S:.0f}s for {', '.join(still_running)}",
-                       severity="warning", hooks=still_running)
+    # Collective work first: only rank 0 runs hooks, the other ranks must not wait on a gather meanwhile.
+    checksums = weights_checksums(run) if outcome == "completed" else None
+    if outcome != "cancelled":  # cancel is immediate: running hooks are left to finish on their own
+        still_running = wait_for_hooks(HOOK_WAIT_S)
+        if still_running:
+            run.events.log(f"not waiting longer than {HOOK_WAIT_S:.0f}s for {', '.join(still_running)}",
+                           severity="warning", hooks=still_running)
     if outcome == "completed":
         run.events.status("completed", f"finished at step {run.global_step}", severity="success",
                           step=run.global_step, output_path=str(final) if final else None,
-                          weights_checksums=weights_checksums(run))
+                          weights_checksums=checksums)
     elif outcome == "stopped":
         run.events.status("stopped", f"stopped at step {run.global_step}; resume with resume_from_checkpoint=latest",
                           step=run.global_step)

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from tuneforge.events import Image as EventImage
+from tuneforge.trainer import checkpoints
 from tuneforge.trainer.scripts import context_for, run_hook
 from tuneforge.trainer.setup import Run
 
@@ -112,7 +113,7 @@ def validate(run: Run) -> None:
     run.last_validated_step = run.global_step
     if options.validation_method == "external-script":
         if run.is_main and options.validation_external_script:
-            checkpoint = run.output_dir / f"checkpoint-{run.global_step}"
+            checkpoint = checkpoints.final_path(run.output_dir, run.global_step)
             context = context_for(options, run.global_step, str(checkpoint) if checkpoint.is_dir() else "")
             run_hook("validation_external_script", options.validation_external_script,
                      context, background=options.validation_external_background,

@@ -14,10 +14,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("webhook_index", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("jobs", sa.Column("webhook_index", sa.Integer, nullable=False, server_default="0"))
+    # Events stored before this revision already had their delivery rows made: start the cursor after them.
+    op.execute("UPDATE jobs SET webhook_index = next_index")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("webhook_index")
+    # A plain DROP COLUMN (SQLite >= 3.35): a batch rebuild of `jobs` would cascade-delete its events.
+    op.drop_column("jobs", "webhook_index")

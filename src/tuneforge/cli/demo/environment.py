@@ -1,0 +1,101 @@
+"""The training side of the API: the `demo` environment and its dataloader, validation, start and cancel."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.markup import escape
+
+from tuneforge.cli.demo import api
+from tuneforge.cli.demo.api import FINAL_STATES, DemoError, console
+
+ENV_NAME = "demo"
+VALIDATION_PROMPT = "a red circle on a white background"
+
+
+def training_options(model: Path, output_dir: Path, steps: int) -> dict[str, Any]:
+    """A LoRA run small enough for a CPU: 64 px images, a few sampling steps for validation."""
+    return {
+        "--model_family": "pixart_sigma", "--model_type": "lora", "--lora_type": "standard",
+        "--pretrained_model_name_or_path": str(model), "--output_dir": str(output_dir),
+        "--data_backend_config": f"{ENV_NAME}/multidatabackend.json",
+        "--max_train_steps": steps, "--num_train_epochs": 0, "--train_batch_size": 1, "--learning_rate": 1e-3,
+        "--optimizer": "adamw", "--mixed_precision": "no", "--seed": 42, "--resolution": 64,
+        "--resolution_type": "pixel", "--checkpoint_step_interval": 10, "--validation_prompt": VALIDATION_PROMPT,
+        "--validation_step_interval": 15, "--validation_resolution": "64x64",
+        "--validation_num_inference_steps": 3, "--report_to": "none",
+    }
+
+
+def dataloader(workspace: Path, dataset: Path) -> list[dict[str, Any]]:
+    return [
+        {"id": "demo-shapes", "type": "local", "dataset_type": "image", "instance_data_dir": str(dataset),
+         "caption_strategy": "textfile", "resolution": 64, "resolution_type": "pixel", "crop": True,
+         "crop_aspect": "square", "cache_dir_vae": str(workspace / "cache/vae/demo-shapes")},
+        {"id": "demo-text-embeds", "type": "local", "dataset_type": "text_embeds", "default": True,
+         "cache_dir": str(workspace / "cache/text/demo")},
+    ]
+
+
+def write_environment(client: httpx.Client, workspace: Path, model: Path, dataset: Path, output_dir: Path,
+                      steps: int) -> None:
+    """Create (or take over) the `demo` environment, point it at the upload, and make it the active one."""
+    _ensure_environment(client)
+    # The API writes only starter dataloader files; like the tutorial, the file is written next to the config.
+    # The demo runs on the server's machine, so it can.
+    dataloader_file = workspace / "config" / ENV_NAME / "multidatabackend.json"
+    dataloader_file.write_text(json.dumps(dataloader(workspace, dataset), indent=2) + "\n")
+    api.call(client, "PUT", f"/api/configs/{ENV_NAME}", "saving the environment's settings",
+             json={"name": ENV_NAME, "tags": ["demo"], "config": training_options(model, output_dir, steps)})
+    api.call(client, "POST", f"/api/configs/{ENV_NAME}/activate", "activating the environment")
+    if output_dir.exists():  # a fresh run: old checkpoints at the same steps would be kept instead of re-saved
+        shutil.rmtree(output_dir)
+    console.print(f"[green]✓[/green] Environment '{ENV_NAME}' ready: {steps} steps of LoRA training, "
+                  f"output in {escape(str(output_dir))}")
+
+
+def _ensure_environment(client: httpx.Client) -> None:
+    existing = client.get(f"/api/configs/{ENV_NAME}")
+    if existing.status_code == 404:
+        api.call(client, "POST", "/api/configs/environments", "creating the environment",
+                 json={"name": ENV_NAME, "model_family": "pixart_sigma", "model_type": "lora",
+                       "description": "tuneforge demo: a tiny LoRA run"})
+    elif not existing.is_success:
+        api.body(existing, "reading the environment")
+
+
+def validate(client: httpx.Client) -> None:
+    response = client.post("/api/training/validate", params={"env": ENV_NAME})
+    if response.status_code == 422:
+        raise DemoError("The environment is not valid:",
+                        api.field_errors(response) or [api.detail(response)], code=2)
+    result = api.body(response, "validating the environment")
+    console.print(f"[green]✓[/green] {result['message']}"
+                  + (f" ({len(result['warnings'])} warnings)" if result.get("warnings") else ""))
+    for warning in result.get("warnings", []):
+        console.print(f"  [yellow]![/yellow] {escape(warning['field'])}: {escape(warning['message'])}")
+
+
+def start(client: httpx.Client) -> str:
+    job = api.call(client, "POST", "/api/training/start", "starting training")
+    console.print(f"[green]✓[/green] {job['message']}: job [bold]{job['job_id']}[/bold] ({job['state']})")
+    return job["job_id"]
+
+
+def cancel(client: httpx.Client, job_id: str) -> None:
+    """Cancel the job and wait (briefly) until it is over, so no trainer keeps running after the demo."""
+    console.print("[yellow]Cancelling the training job…[/yellow]")
+    try:
+        client.post(f"/api/jobs/{job_id}/cancel")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if client.get(f"/api/jobs/{job_id}").json().get("status") in FINAL_STATES:
+                return
+            time.sleep(0.5)
+    except httpx.HTTPError:
+        pass

@@ -1,0 +1,108 @@
+"""What the demo trains on: a tiny random-weight model built locally, and a drawn dataset uploaded over the API."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.markup import escape
+
+from tuneforge.cli.datasets import multipart_body
+from tuneforge.cli.demo import api
+from tuneforge.cli.demo.api import DemoError, console
+
+DATASET_NAME = "demo-shapes"
+MODEL_FOLDER = Path("models") / "tiny-pixart"
+
+# Simple shapes, so the captions describe exactly what is in each picture.
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 70), "blue": (40, 80, 220), "yellow": (235, 200, 40)}
+BACKGROUNDS = {"white": (245, 245, 245), "black": (20, 20, 20)}
+SHAPES = ("circle", "square", "triangle")
+
+
+def make_model(workspace: Path) -> Path:
+    folder = workspace / MODEL_FOLDER
+    if (folder / "model_index.json").is_file():
+        console.print(f"[green]✓[/green] Reusing the tiny PixArt Sigma model in {escape(str(folder))}")
+        return folder
+    started = time.monotonic()
+    with console.status("Building a tiny random-weight PixArt Sigma model (no download)…"):
+        _build_model(folder)
+    console.print(f"[green]✓[/green] Tiny PixArt Sigma model in {escape(str(folder))} "
+                  f"({time.monotonic() - started:.1f} s)")
+    return folder
+
+
+def _build_model(folder: Path) -> None:
+    # These import torch: only now, not whenever the CLI starts.
+    from transformers.utils import logging as transformers_logging
+
+    from tuneforge.models.tiny import make_tiny_model
+
+    transformers_logging.disable_progress_bar()  # its bar would fight with the spinner
+    # Built aside and renamed, so an interrupted build is never mistaken for a model to reuse.
+    building = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(building, ignore_errors=True)
+    make_tiny_model("pixart_sigma", building)
+    shutil.rmtree(folder, ignore_errors=True)  # a leftover without model_index.json is no model
+    building.rename(folder)
+
+
+def draw_samples(folder: Path) -> list[Path]:
+    """Eight small pictures of coloured shapes, each with a `.txt` caption; returns the files written."""
+    from PIL import Image, ImageDraw
+
+    written: list[Path] = []
+    colours, backgrounds = list(COLOURS.items()), list(BACKGROUNDS.items())
+    for index in range(8):
+        colour_name, colour = colours[index % len(colours)]
+        background_name, background = backgrounds[index // len(colours)]
+        shape = SHAPES[index % len(SHAPES)]
+        size = (64, 64) if index % 2 == 0 else (96, 64)
+        picture = Image.new("RGB", size, background)
+        _draw_shape(ImageDraw.Draw(picture), shape, size, colour)
+        stem = f"{index:02d}-{colour_name}-{shape}"
+        picture.save(folder / f"{stem}.png")
+        (folder / f"{stem}.txt").write_text(f"a {colour_name} {shape} on a {background_name} background")
+        written += [folder / f"{stem}.png", folder / f"{stem}.txt"]
+    return written
+
+
+def _draw_shape(draw: Any, shape: str, size: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    width, height = size
+    box = (width // 2 - 22, height // 2 - 22, width // 2 + 22, height // 2 + 22)
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(width // 2, box[1]), (box[0], box[3]), (box[2], box[3])], fill=colour)
+
+
+def upload_dataset(client: httpx.Client, workspace: Path) -> Path:
+    """Draw the samples in a temporary folder and upload them over the API; returns the folder on the server."""
+    with tempfile.TemporaryDirectory(prefix="tuneforge-demo-") as temporary:
+        result = _upload(client, draw_samples(Path(temporary)))
+    if result["errors"]:
+        raise DemoError("The sample dataset was not fully stored", result["errors"])
+    listing = api.call(client, "GET", "/api/datasets/browse", "listing the dataset", params={"path": DATASET_NAME})
+    console.print(f"[green]✓[/green] Uploaded the sample dataset: {result['files_uploaded']} files sent, "
+                  f"{result['files_unchanged']} already there → {escape(listing['path'])} "
+                  f"({listing['image_count']} images, {listing['caption_count']} captions)")
+    return Path(result["target_path"] or listing["path"])
+
+
+def _upload(client: httpx.Client, files: list[Path]) -> dict[str, Any]:
+    response = client.post("/api/datasets/folders", data={"parent_path": "", "folder_name": DATASET_NAME})
+    if response.status_code != 409:  # 409: a previous run made it; identical files then come back unchanged
+        api.body(response, "creating the dataset folder")
+    # The same streamed multipart body as `tuneforge datasets upload`.
+    parts = [("files[]", path.name, path) for path in files]
+    content, length, content_type = multipart_body({"target_path": DATASET_NAME, "on_conflict": "skip"}, parts,
+                                                   lambda _: None)
+    return api.call(client, "POST", "/api/datasets/upload", "uploading the sample dataset", content=content,
+                    headers={"Content-Type": content_type, "Content-Length": str(length)})
