@@ -79,10 +79,11 @@ def assert_gap_free(events: list[dict]) -> None:
     assert [e["index"] for e in events] == list(range(len(events)))
 
 
-def sse_events(client, job_id: str) -> list[dict]:
-    """Read the SSE stream from the start until the server ends it (the job is over and drained)."""
+def sse_events(client, job_id: str, headers: dict | None = None) -> list[dict]:
+    """Read the SSE stream until the server ends it (the job is over and drained)."""
     events = []
-    with client.stream("GET", "/api/training/events/stream", params={"job_id": job_id}, timeout=120) as response:
+    with client.stream("GET", "/api/training/events/stream", params={"job_id": job_id}, headers=headers,
+                       timeout=120) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line.startswith("data: ") and line != "data: {}":
@@ -105,6 +106,11 @@ def test_fast_path_streams_webhooks_previews_and_outputs(stack, tmp_path):
         job_id = start(client, fields)
         second = client.post("/api/training/start", files=as_multipart(fields))
         assert second.status_code == 409 and job_id in second.text
+        ws_url = server.url.replace("http", "ws") + f"/api/training/events/stream?job_id={job_id}"
+        with client.stream("GET", "/api/training/events/stream", params={"job_id": job_id}) as dropped:
+            next(dropped.iter_lines())  # then hang up mid-stream
+        with connect(ws_url, additional_headers={"X-API-Key": stack.admin_key}) as socket:
+            socket.recv()  # likewise
         streamed = sse_events(client, job_id)
         info = wait_final(client, job_id)
         assert info["status"] == "completed", info
@@ -112,10 +118,10 @@ def test_fast_path_streams_webhooks_previews_and_outputs(stack, tmp_path):
         events = all_events(client, job_id)
         assert_gap_free(events)
         assert streamed == events
-        with connect(server.url.replace("http", "ws") + f"/api/training/events/stream?job_id={job_id}",
-                     additional_headers={"X-API-Key": stack.admin_key}) as socket:
+        with connect(ws_url, additional_headers={"X-API-Key": stack.admin_key}) as socket:
             over_ws = [json.loads(message)["event"] for message in socket]
         assert over_ws == events
+        assert sse_events(client, job_id, headers={"Last-Event-ID": "5"}) == events[6:]
         status = client.get("/api/training/status").json()
         assert status["job_id"] == job_id and status["status"] == "completed"
         assert progress_steps(events)[-1] == 12
@@ -146,6 +152,7 @@ def test_fast_path_streams_webhooks_previews_and_outputs(stack, tmp_path):
         assert all(d.signed_with(key) for d in receiver.accepted())
         public = json.dumps([client.get("/api/training/status").json(), job(client, job_id), events])
         assert "hook-token-never-shown" not in public
+        assert "Traceback" not in server.log(), "dropped streams and refused webhooks are not server errors"
 
 
 def test_manual_steering_permissions_and_kill_then_resume(stack, tmp_path):
