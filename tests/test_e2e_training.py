@@ -172,6 +172,8 @@ def test_manual_steering_permissions_and_kill_then_resume(stack, tmp_path):
             assert researcher.post("/api/training/stop").status_code == 403
             assert researcher.post("/api/training/cancel", files={"job_id": (None, job_id)}).status_code == 403
             assert researcher.post(f"/api/jobs/{job_id}/stop").status_code == 403
+            assert researcher.post("/api/training/checkpoint/run").status_code == 403
+            assert researcher.post(f"/api/jobs/{job_id}/validation").status_code == 403
 
         trainer_process(job(client, job_id)["run_dir"]).send_signal(signal.SIGKILL)
         killed = wait_final(client, job_id, timeout=30)

@@ -69,8 +69,9 @@ def cancel(db: Session, job: Job, principal: Principal) -> JobAction:
     return JobAction(job_id=job.id, status=job.state, message="Cancel requested: the trainer is being terminated")
 
 
-def trigger(job: Job, action: str) -> JobAction:
-    """Ask for a checkpoint or a validation pass after the next optimizer step."""
+def trigger(job: Job, action: str, principal: Principal) -> JobAction:
+    """Ask for a checkpoint or a validation pass after the next optimizer step (same rights as stopping it)."""
+    jobs.ensure_may_steer(job, principal)
     _ensure_live(job)
     run_control.request(Path(job.run_dir), action)
     what = "Checkpoint" if action == "checkpoint" else "Validation"
