@@ -3,6 +3,7 @@ nothing under a final name, and the CLI uploads folders and zips."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -115,3 +116,26 @@ def test_cli_uploads_a_folder_and_a_zip(server: str, settings: Settings, tmp_pat
     assert zipped.exit_code == 0, zipped.output
     assert {"dogs/002.png", "dogs/002.txt"} <= tree(root / "my-set")
     assert leftovers(root) == []
+
+
+def test_partial_files_a_dead_server_left_are_swept_at_start(tmp_path: Path) -> None:
+    settings = Settings(workspace=tmp_path / "ws")
+    deep = settings.datasets_root / "set" / "cats"
+    deep.mkdir(parents=True)
+    stale, kept = deep / ".tf-upload-abc.part", deep / "001.png"
+    stale.write_bytes(b"half a file")
+    kept.write_bytes(png_bytes())
+    old = time.time() - 60
+    os.utime(stale, (old, old))
+    create_app(settings)  # the server's start-up sweeps beside it, in a thread
+    _wait_for(lambda: leftovers(settings.datasets_root) == [])
+    assert tree(settings.datasets_root / "set") == {"cats", "cats/001.png"}
+
+
+def test_the_sweep_spares_uploads_in_progress(tmp_path: Path) -> None:
+    from tuneforge.services.datasets.uploads import sweep_partial_files
+
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / ".tf-upload-new.part").write_bytes(b"arriving")
+    assert sweep_partial_files(tmp_path, before=time.time() - 60) == 0
+    assert leftovers(tmp_path) == ["set/.tf-upload-new.part"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,6 +40,9 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
     """The app; with `start_env`, that environment's training starts once the server is up."""
     workspace.prepare(settings)
     uploads.discard_staging(settings.datasets_root)
+    # A walk of every dataset folder can take a while: it runs beside the server, not before it.
+    threading.Thread(target=uploads.sweep_partial_files, args=(settings.datasets_root, time.time()),
+                     name="sweep-partial-uploads", daemon=True).start()
     engine = make_engine(settings.resolved_database_url)
     upgrade_to_head(engine)
 

@@ -8,6 +8,7 @@ request leaves no file under a final name, and `cleanup()` removes every tempora
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 
 from tuneforge.errors import BadRequest, FieldError, Invalid, TooLarge
 from tuneforge.services.datasets import kinds
-from tuneforge.services.datasets.files import CONFLICT_POLICIES, PendingFile, Publisher, store
+from tuneforge.services.datasets.files import (
+    CONFLICT_POLICIES,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    PendingFile,
+    Publisher,
+    store,
+)
 from tuneforge.services.datasets.multipart import Sink
 from tuneforge.services.datasets.paths import UnsafeName, ensure_subfolder, existing_folder, real_root, split_name
 from tuneforge.services.datasets.report import UploadReport
@@ -142,6 +150,22 @@ class UploadSession:
             raise BadRequest(f"{folder} must be a plain folder, not a link")
         os.chmod(folder, 0o700)
         return folder
+
+
+def sweep_partial_files(root: Path, before: float) -> int:
+    """Half-received files a dead server left beside their targets (`.tf-upload-*.part`, last written before
+    `before`, so uploads in progress are safe); links are not followed. Returns how many were removed."""
+    removed = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                continue
+            path = Path(folder) / name
+            with contextlib.suppress(OSError):
+                if path.lstat().st_mtime < before:
+                    path.unlink()
+                    removed += 1
+    return removed
 
 
 def discard_staging(root: Path) -> None:
