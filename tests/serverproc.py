@@ -33,7 +33,7 @@ class ServerProcess:
         return f"http://localhost:{self.port}"
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 30, **kwargs})
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -282,3 +282,20 @@ def test_server_env_refuses_an_invalid_environment_and_starts_a_valid_one(tmp_pa
     finally:
         server.stop()
         kill_trainers(workspace)
+
+
+def test_open_event_streams_do_not_starve_other_requests(tmp_path):
+    """Each dashboard keeps a stream open for hours; none may hold a database connection meanwhile."""
+    server = start_server(tmp_path / "workspace")
+    clients = [server.client() for _ in range(24)]
+    try:
+        streams = [c.stream("GET", "/api/training/events/stream").__enter__() for c in clients]
+        for response in streams:
+            assert response.status_code == 200
+        with server.client(timeout=5) as client:
+            assert client.get("/api/training/status").json()["status"] == "idle"
+            assert client.get("/api/jobs").status_code == 200
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
