@@ -28,6 +28,7 @@ from tuneforge.trainer import exit_codes
 
 log = logging.getLogger("tuneforge.scheduler")
 MAX_READ = 8 * 1024 * 1024
+COMMIT_EVERY = 200  # events per transaction
 CANCEL_GRACE = timedelta(seconds=10)
 
 
@@ -88,11 +89,15 @@ class Monitor:
         complete = chunk[: chunk.rfind(b"\n") + 1]
         if not complete:
             return 0
-        lines = complete.splitlines()
-        for line in lines:
-            self._store(db, job, _parse(line))
-        job.events_offset += len(complete)
-        db.commit()
+        lines = complete[:-1].split(b"\n")
+        # Short transactions: a long one would hold SQLite's write lock from webhooks and steering requests.
+        # Each commit stores its events together with the file offset after them, so nothing is read twice.
+        for start in range(0, len(lines), COMMIT_EVERY):
+            batch = lines[start:start + COMMIT_EVERY]
+            for line in batch:
+                self._store(db, job, _parse(line))
+            job.events_offset += sum(len(line) + 1 for line in batch)
+            db.commit()
         return len(lines)
 
     def _store(self, db: Session, job: Job, envelope: dict[str, Any]) -> None:

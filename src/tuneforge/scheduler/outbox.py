@@ -96,7 +96,15 @@ class Outbox:
     async def deliver_due(self, batch: int = 20) -> int:
         """One pass: fan out new events, then attempt the deliveries that are due; returns how many were tried."""
         due = await asyncio.to_thread(self._claim_due, batch)
-        await asyncio.gather(*(self._deliver(item) for item in due))
+        # One client per TLS setting for the whole pass: building one per delivery (a fresh SSL context each)
+        # capped delivery at about 20 per second.
+        clients = {verify: httpx.AsyncClient(verify=verify, timeout=10)
+                   for verify in {not item["target"].ssl_no_verify for item in due}}
+        try:
+            await asyncio.gather(*(self._deliver(item, clients[not item["target"].ssl_no_verify]) for item in due))
+        finally:
+            for client in clients.values():
+                await client.aclose()
         return len(due)
 
     def _claim_due(self, batch: int) -> list[dict[str, Any]]:
@@ -117,13 +125,12 @@ class Outbox:
             db.commit()
             return items
 
-    async def _deliver(self, item: dict[str, Any]) -> None:
+    async def _deliver(self, item: dict[str, Any], client: httpx.AsyncClient) -> None:
         target: WebhookTarget = item["target"]
         body, headers = render(target, item["event"], self.signing_key, item["attempts"] + 1)
         error = None
         try:
-            async with httpx.AsyncClient(verify=not target.ssl_no_verify, timeout=10) as client:
-                response = await client.post(str(target.callback_url), content=body, headers=headers)
+            response = await client.post(str(target.callback_url), content=body, headers=headers)
             if not response.is_success:
                 error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
