@@ -25,13 +25,11 @@ import argparse
 import asyncio
 import os
 import shutil
+import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,49 +44,12 @@ from tuneforge.scheduler.outbox import Outbox
 from tuneforge.services import job_events, jobs
 from tuneforge.services.principal import Principal
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from webhook_receiver import Receiver  # noqa: E402 - the tests' real receiver
+
 MIB = 1024 * 1024
 PAGE = 500
 OWNER = Principal(user_id=None, username="bench", permissions=frozenset(), method="server-env")
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 128  # the default backlog (5) drops connections when a pass posts 20 at once
-    daemon_threads = True
-
-
-class Receiver:
-    """A local HTTP endpoint that accepts every webhook POST with 204 and counts them."""
-
-    def __init__(self) -> None:
-        self.received = 0
-        lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with lock:
-                    receiver.received += 1
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @dataclass
@@ -124,7 +85,7 @@ def open_pipeline(folder: Path, job_id: str, webhook_url: str) -> Pipeline:
         jobs.transition(db, job.id, "starting")
         job.pid, job.pid_started_at = os.getpid(), launcher.started_at(os.getpid())
         db.commit()
-    outbox = Outbox(session_factory, folder, b"bench-signing-key")
+    outbox = Outbox(session_factory, b"bench-signing-key")
     return Pipeline(folder, database, engine, session_factory, Monitor(session_factory, folder, outbox), outbox, job_id)
 
 
@@ -247,7 +208,7 @@ def bench_delivery(folder: Path, count: int, receiver: Receiver) -> None:
     elapsed = time.perf_counter() - started
     delivered = count_deliveries(pipeline, "delivered")
     left = rows - delivered
-    print(f"delivery  {delivered}/{rows} rows delivered ({receiver.received} POSTs received) in {passes} passes, "
+    print(f"delivery  {delivered}/{rows} rows delivered ({len(receiver.deliveries)} POSTs received) in {passes} passes, "
           f"{elapsed:.2f} s = {delivered / elapsed:,.0f} deliveries/s" + (f"; {left} not delivered" if left else ""))
     pipeline.engine.dispose()
 

@@ -82,8 +82,11 @@ def tutorial_flow(client, workspace: Path, env: dict, dataloader: list[dict], ov
     merged = client.get(f"/api/configs/{name}").json()["config"] | overrides | {
         "--output_dir": str(workspace / "output" / name), "--cache_dir_vae": str(workspace / "cache/vae" / name)}
     update = {"name": name, "description": env["description"], "tags": ["api"], "config": merged}
+    config = workspace / "config" / name / "config.json"
+    before = config.read_bytes()
     saved = client.put(f"/api/configs/{name}", json=update)
     assert saved.status_code == 200, saved.text
+    assert config.with_name("config.json.bak").read_bytes() == before
     assert client.post(f"/api/configs/{name}/activate").status_code == 200
 
 

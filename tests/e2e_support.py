@@ -86,8 +86,17 @@ def all_events(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
 
 
 def wait_event(client: httpx.Client, job_id: str, accept: Callable[[dict[str, Any]], bool],
-               timeout: float = 120, what: str = "an event") -> dict[str, Any]:
-    return wait_for(lambda: next((e for e in all_events(client, job_id) if accept(e)), None), timeout, what)
+               timeout: float = 120, what: str = "an event", start: int = 0) -> dict[str, Any]:
+    """The first event from index `start` on that `accept`s; each poll fetches only the events after the last."""
+    cursor = start
+
+    def next_accepted() -> dict[str, Any] | None:
+        nonlocal cursor
+        page = client.get(f"/api/jobs/{job_id}/events", params={"since_index": cursor}).json()
+        cursor = page["next_index"]
+        return next((e for e in page["events"] if accept(e)), None)
+
+    return wait_for(next_accepted, timeout, what)
 
 
 def progress_steps(events: list[dict[str, Any]]) -> list[int]:

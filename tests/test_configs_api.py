@@ -131,17 +131,45 @@ def test_options_registry_is_published(local_client):
     assert body["families"]["pixart_sigma"]["flavours"]["600M-2048"] == "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS"
 
 
-@pytest.mark.parametrize("name", ["a/b", "..", "a..b", ".hidden", "bad name", "na$me", "ünï", ""])
+@pytest.mark.parametrize("name", ["a/b", "..", "../x", "a..b", ".hidden", "bad name", "na$me", "ünï", ""])
 def test_bad_environment_names_are_rejected(local_client, workspace, name):
     response = local_client.post("/api/configs/environments", json={**PIXART_ENV, "name": name})
     assert response.status_code == 400, (name, response.text)
+    assert "Invalid environment name" in response.json()["detail"]
     assert config_files(workspace) == {}
 
 
-@pytest.mark.parametrize("path", ["..%2F..%2Fetc", "a..b", "na$me"])
+def test_slashes_in_paths_never_reach_a_handler(local_client):
+    assert local_client.get("/api/configs/..%2F..%2Fetc").status_code == 404  # refused by routing
+
+
+@pytest.mark.parametrize("path", ["a..b", "na$me", ".hidden"])
 def test_bad_names_in_paths_are_rejected(local_client, path):
-    assert local_client.get(f"/api/configs/{path}").status_code in (400, 404)
-    assert local_client.put(f"/api/configs/{path}", json={"config": {}}).status_code in (400, 404)
+    for method, route in [("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/activate"), ("GET", "/export")]:
+        response = local_client.request(method, f"/api/configs/{path}{route}", json={"config": {}})
+        assert response.status_code == 400, (method, route, response.text)
+        assert "Invalid environment name" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("name", ["options", "examples"])
+def test_names_of_routes_are_reserved(local_client, workspace, name):
+    response = local_client.post("/api/configs/environments", json={**PIXART_ENV, "name": name})
+    assert response.status_code == 400
+    assert "options and examples are reserved" in response.json()["detail"]
+    assert config_files(workspace) == {}
+    assert name in local_client.get(f"/api/configs/{name}").json()  # still the registry / example listing
+
+
+def test_a_folder_without_config_json_is_no_environment(local_client, workspace):
+    folder = workspace / "config/pixart-api-demo"
+    folder.mkdir(parents=True)
+    (folder / "multidatabackend.json").write_text('[{"id": "mine"}]')
+    assert local_client.get("/api/configs/pixart-api-demo").status_code == 404
+    assert local_client.delete("/api/configs/pixart-api-demo").status_code == 404
+    created = local_client.post("/api/configs/environments", json=PIXART_ENV)
+    assert created.status_code == 201, created.text
+    assert (folder / "multidatabackend.json").read_text() == '[{"id": "mine"}]'  # the user's file is kept
+    assert local_client.get("/api/configs/pixart-api-demo").status_code == 200
 
 
 def test_create_twice_is_a_conflict(local_client):
@@ -183,6 +211,29 @@ def test_put_rejects_bad_values_and_keeps_the_file(local_client, workspace, chan
     problems = {e["field"]: e["message"] for e in response.json()["errors"]}
     assert field in problems and words in problems[field], problems
     assert config_files(workspace) == before
+
+
+@pytest.mark.parametrize("key", ["--data_backend_config", "--lycoris_config", "--output_dir", "--webhook_config"])
+def test_put_refuses_control_characters_in_paths(local_client, workspace, key):
+    local_client.post("/api/configs/environments", json=PIXART_ENV)
+    before = config_files(workspace)
+    current = local_client.get("/api/configs/pixart-api-demo").json()["config"]
+    response = put_config(local_client, "pixart-api-demo", current | {key: "a\x00b.json"})
+    assert response.status_code == 422, response.text
+    problems = {e["field"]: e["message"] for e in response.json()["errors"]}
+    assert "control character" in problems[key], problems
+    assert config_files(workspace) == before
+
+
+def test_backup_keeps_the_previous_bytes_even_when_not_utf8(local_client, workspace):
+    local_client.post("/api/configs/environments", json=PIXART_ENV)
+    path = workspace / "config/pixart-api-demo/config.json"
+    previous = '{"--model_family": "pixart_sigma", "--validation_prompt": "caf\xe9"}'.encode("latin-1")
+    path.write_bytes(previous)
+    response = put_config(local_client, "pixart-api-demo", {"--model_family": "pixart_sigma", "--model_type": "full"})
+    assert response.status_code == 200, response.text
+    assert path.with_name("config.json.bak").read_bytes() == previous
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_put_accepts_unprefixed_keys_and_alias(local_client, workspace):
@@ -235,6 +286,34 @@ def test_webhook_tokens_are_masked_and_kept(local_client, workspace):
     assert put_config(local_client, "pixart-api-demo", shown.json()["config"]).is_success  # GET → PUT round trip
     stored = json.loads((workspace / "config/pixart-api-demo/config.json").read_text())
     assert stored["--webhook_config"][0]["auth_token"] == "s3cret-token"
+
+
+def test_a_webhook_file_is_stored_as_its_path(local_client, workspace):
+    hooks = [{"webhook_type": "raw", "callback_url": "https://example.com/hook", "auth_token": "file-s3cret"}]
+    local_client.post("/api/configs/environments", json=PIXART_ENV)
+    (workspace / "config/webhooks.json").write_text(json.dumps(hooks))
+    current = local_client.get("/api/configs/pixart-api-demo").json()["config"]
+    assert put_config(local_client, "pixart-api-demo", current | {"--webhook_config": "webhooks.json"}).is_success
+    stored = (workspace / "config/pixart-api-demo/config.json").read_text()
+    assert json.loads(stored)["--webhook_config"] == "webhooks.json" and "file-s3cret" not in stored
+    shown = local_client.get("/api/configs/pixart-api-demo").json()["config"]
+    assert shown["--webhook_config"] == "webhooks.json"
+    assert put_config(local_client, "pixart-api-demo", shown).is_success  # GET → PUT round trip keeps the path
+
+
+@pytest.mark.parametrize("stored", [None, [{"callback_url": "https://example.com/old", "auth_token": "t0ken"}]])
+def test_a_masked_token_for_an_unknown_url_is_refused(local_client, workspace, stored):
+    local_client.post("/api/configs/environments", json=PIXART_ENV)
+    current = local_client.get("/api/configs/pixart-api-demo").json()["config"]
+    if stored:
+        assert put_config(local_client, "pixart-api-demo", current | {"--webhook_config": stored}).is_success
+    before = config_files(workspace)
+    hooks = [{"callback_url": "https://example.com/new", "auth_token": "***"}]
+    response = put_config(local_client, "pixart-api-demo", current | {"--webhook_config": hooks})
+    assert response.status_code == 422, response.text
+    problems = {e["field"]: e["message"] for e in response.json()["errors"]}
+    assert "send the real token" in problems["--webhook_config[0].auth_token"]
+    assert config_files(workspace) == before
 
 
 def test_viewer_can_read_but_not_edit(admin_client, make_user, workspace):

@@ -36,6 +36,7 @@ def test_safe_names_keep_their_folders(raw: str, parts: list[str]) -> None:
         (".hidden.txt", "hidden"),
         ("", "empty"),
         ("/".join(["d"] * 40) + "/x.txt", "folder levels"),
+        ("/".join(["d" * 250] * 5) + "/x.txt", "1024 bytes in all"),
     ],
 )
 def test_unsafe_names_are_refused_with_a_reason(raw: str, reason: str) -> None:
@@ -89,3 +90,11 @@ def test_nul_bytes_hidden_folders_and_missing_folders(tmp_path: Path) -> None:
         resolve_location(root, ".tf-staging", "target_path")
     with pytest.raises(NotFound, match="POST /api/datasets/folders"):
         existing_folder(root, "missing", "target_path")
+
+
+@pytest.mark.parametrize("raw", ["set/" + "x" * 256, "/".join(["y" * 250] * 16) + "/" + "z" * 40])
+def test_overlong_locations_are_refused_before_touching_the_disk(tmp_path: Path, raw: str) -> None:
+    root = tmp_path / "datasets"
+    (root / "set").mkdir(parents=True)
+    with pytest.raises(BadRequest, match="^parent_path "):
+        existing_folder(root, raw, "parent_path")

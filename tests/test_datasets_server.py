@@ -92,11 +92,16 @@ def test_an_interrupted_upload_leaves_no_file(server: str, settings: Settings) -
     assert httpx.get(f"{server}/health").status_code == 200
 
 
-def test_cli_uploads_a_folder_and_a_zip(server: str, settings: Settings, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def cli_client(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI pointed at the test server, with no stored key (loopback callers act as admin before setup)."""
     monkeypatch.setenv("TUNEFORGE_URL", server)
     monkeypatch.setenv("TUNEFORGE_CLIENT_CONFIG", str(tmp_path / "client.json"))
     monkeypatch.delenv("TUNEFORGE_API_KEY", raising=False)
+
+
+@pytest.mark.usefixtures("cli_client")
+def test_cli_uploads_a_folder_and_a_zip(settings: Settings, tmp_path: Path) -> None:
     source = tmp_path / "local-dataset"
     (source / "cats").mkdir(parents=True)
     (source / "cats" / "001.png").write_bytes(png_bytes())
@@ -139,3 +144,27 @@ def test_the_sweep_spares_uploads_in_progress(tmp_path: Path) -> None:
     (tmp_path / "set" / ".tf-upload-new.part").write_bytes(b"arriving")
     assert sweep_partial_files(tmp_path, before=time.time() - 60) == 0
     assert leftovers(tmp_path) == ["set/.tf-upload-new.part"]
+
+
+@pytest.mark.usefixtures("cli_client")
+def test_cli_lists_links_creates_parents_and_refuses_a_file_target(settings: Settings, tmp_path: Path) -> None:
+    secret = tmp_path / "private"
+    secret.mkdir()
+    (secret / "key.txt").write_text("not for the server")
+    source = tmp_path / "local-dataset"
+    source.mkdir()
+    (source / "001.png").write_bytes(png_bytes())
+    os.symlink(secret / "key.txt", source / "linked.txt")
+    os.symlink(secret, source / "linked-folder")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["datasets", "upload", str(source), "--to", "a/b/c"])
+    assert result.exit_code == 0, result.output
+    assert "Not sent (2 links, which are not followed): linked-folder, linked.txt" in result.output
+    root = settings.datasets_root
+    assert tree(root) == {"a", "a/b", "a/b/c", "a/b/c/001.png"}
+    (root / "plain.txt").write_text("a file, not a folder")
+    for target in ("plain.txt", "plain.txt/sub"):
+        refused = runner.invoke(cli, ["datasets", "upload", str(source), "--to", target])
+        assert refused.exit_code == 1
+        assert "'plain.txt' exists on the server but is not a folder" in refused.output, refused.output
+    assert (root / "plain.txt").read_text() == "a file, not a folder"

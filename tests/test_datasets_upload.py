@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from datasets_support import leftovers, multipart, png_bytes, tree
-from tuneforge.api.app import create_app
+from datasets_support import bomb_png, client_with, leftovers, make_zip, multipart, outside, png_bytes, tree
 from tuneforge.settings import Settings
 
 
 @pytest.fixture
 def root(settings: Settings) -> Path:
     return settings.datasets_root
-
-
-def outside(workspace: Path) -> set[str]:
-    """Everything in the test's folder except the datasets root and the server's own state."""
-    base = workspace.parent
-    return {p for p in tree(base) if not p.startswith("workspace/datasets") and ".tuneforge" not in p}
 
 
 def upload(client: TestClient, target: str, files: list[tuple[str, bytes]], field: str = "files[]") -> dict:
@@ -51,7 +46,7 @@ def test_tutorial_flow_with_absolute_paths(local_client: TestClient, root: Path)
 def test_files_field_and_relative_target_and_metadata(local_client: TestClient, root: Path) -> None:
     (root / "set").mkdir()
     names = ["meta.json", "meta.jsonl", "meta.csv", "meta.parquet", "sub/a.jpg"]
-    jpeg = _jpeg()
+    jpeg = png_bytes(color="green", format="JPEG")
     report = upload(local_client, "set", [(n, jpeg if n.endswith(".jpg") else b"{}") for n in names], field="files")
     assert report["files_uploaded"] == 5
     assert (root / "set" / "sub" / "a.jpg").is_file()
@@ -171,10 +166,9 @@ def test_truncated_body_stores_nothing(local_client: TestClient, root: Path) -> 
 
 
 def test_body_limit_is_413_with_and_without_content_length(workspace: Path) -> None:
-    app = create_app(Settings(workspace=workspace, max_upload_bytes=4096))
-    (workspace / "datasets" / "set").mkdir(parents=True)
     body, content_type = multipart([("target_path", None, b"set"), ("files[]", "a.txt", b"x" * 10000)])
-    with TestClient(app, base_url="http://localhost:8001", client=("127.0.0.1", 1)) as client:
+    with client_with(workspace, max_upload_bytes=4096) as client:
+        (workspace / "datasets" / "set").mkdir()
         declared = client.post("/api/datasets/upload", content=body, headers={"content-type": content_type})
         streamed = client.post("/api/datasets/upload", content=iter([body[:3000], body[3000:]]),
                                headers={"content-type": content_type})
@@ -235,17 +229,7 @@ def test_routes_are_documented_under_the_datasets_tag(local_client: TestClient) 
     assert "files[]" in str(paths["/api/datasets/upload"]["post"]["requestBody"])
 
 
-def _jpeg() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), "green").save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def test_staging_left_by_a_dead_server_is_dropped_at_start(settings):
+def test_staging_left_by_a_dead_server_is_dropped_at_start(settings: Settings) -> None:
     from tuneforge.api.app import create_app
 
     staging = settings.datasets_root / ".tf-staging"
@@ -253,3 +237,126 @@ def test_staging_left_by_a_dead_server_is_dropped_at_start(settings):
     (staging / "half.part").write_bytes(b"x" * 10)
     create_app(settings)
     assert not staging.exists()
+
+
+LONG_PART = "set/" + "x" * 300
+LONG_PATH = "/".join(["y" * 250] * 16) + "/" + "z" * 40  # parts fine, 4056 characters: over PATH_MAX with the root
+
+
+@pytest.mark.parametrize("location", [LONG_PART, LONG_PATH])
+def test_overlong_locations_are_400_naming_the_field(local_client: TestClient, root: Path, location: str) -> None:
+    (root / "set").mkdir()
+    files = [("files[]", ("a.txt", b"x", "text/plain"))]
+    archive = [("file", ("a.zip", make_zip({"a.txt": b"x"}), "application/zip"))]
+    answers = [
+        ("target_path", local_client.post("/api/datasets/upload", data={"target_path": location}, files=files)),
+        ("target_path", local_client.post("/api/datasets/upload/zip", data={"target_path": location}, files=archive)),
+        ("path", local_client.get("/api/datasets/browse", params={"path": location})),
+        ("parent_path", local_client.post("/api/datasets/folders", data={"parent_path": location, "folder_name": "a"})),
+    ]
+    for field, response in answers:
+        assert response.status_code == 400, (field, response.text)
+        assert response.json()["detail"].startswith(f"{field} "), response.text
+    assert tree(root) == {"set"}
+
+
+def test_names_too_long_for_the_filesystem_skip_only_themselves(local_client: TestClient, root: Path) -> None:
+    deep = Path("set", *["t" * 250] * 14)  # a real folder near PATH_MAX (4096 bytes with the root)
+    (root / deep).mkdir(parents=True)
+    over_path_max = "/".join(["n" * 200] * 3) + "/x.txt"  # under the 1024-byte cap; the full path is not
+    over_cap = "/".join(["d" * 250] * 5) + "/x.txt"
+    report = upload(local_client, str(deep), [(over_path_max, b"a"), (over_cap, b"b"), ("ok.txt", b"c")])
+    assert statuses(report) == {over_path_max: ("skipped", "could not be stored: File name too long"),
+                                over_cap: ("skipped", "longer than 1024 bytes in all"), "ok.txt": ("written", None)}
+    assert tree(root / deep) == {"ok.txt"}  # no empty folders left from the refused names
+    assert leftovers(root) == []
+
+
+def test_reuploading_a_file_that_was_renamed_changes_nothing(local_client: TestClient, root: Path) -> None:
+    (root / "set").mkdir()
+    upload(local_client, "set", [("a.txt", b"first")])
+    assert upload(local_client, "set", [("a.txt", b"second")])["files"][0]["path"] == "set/a (1).txt"
+    again = upload(local_client, "set", [("a.txt", b"second"), ("a.txt", b"first"), ("a.txt", b"second")])
+    assert [(f["status"], f["path"]) for f in again["files"]] == [
+        ("unchanged", "set/a (1).txt"), ("unchanged", "set/a.txt"), ("unchanged", "set/a (1).txt")]
+    skip = local_client.post("/api/datasets/upload", data={"target_path": "set", "on_conflict": "skip"},
+                             files=[("files[]", ("a.txt", b"second", "text/plain"))]).json()
+    assert skip["files"][0]["status"] == "unchanged" and skip["files"][0]["path"] == "set/a (1).txt"
+    assert tree(root / "set") == {"a.txt", "a (1).txt"}
+
+
+def test_a_truncated_jpeg_is_not_stored(local_client: TestClient, root: Path) -> None:
+    (root / "set").mkdir()
+    jpeg = png_bytes((256, 256), color="noise", format="JPEG")
+    report = upload(local_client, "set", [("cut.jpg", jpeg[: len(jpeg) // 3]), ("whole.jpg", jpeg)])
+    assert statuses(report) == {"cut.jpg": ("skipped", "not a decodable image"), "whole.jpg": ("written", None)}
+    assert tree(root / "set") == {"whole.jpg"}
+
+
+def test_a_decompression_bomb_image_is_not_stored(local_client: TestClient, root: Path) -> None:
+    (root / "set").mkdir()
+    report = upload(local_client, "set", [("huge.png", bomb_png()), ("fine.png", png_bytes())])
+    assert statuses(report)["huge.png"] == ("skipped", "image has too many pixels to decode safely")
+    assert tree(root / "set") == {"fine.png"}
+
+
+def test_an_existing_link_in_the_target_is_never_followed(local_client: TestClient, root: Path,
+                                                          workspace: Path) -> None:
+    (root / "set").mkdir()
+    elsewhere = workspace.parent / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, root / "set" / "out")
+    os.symlink(elsewhere / "victim.txt", root / "set" / "victim.txt")
+    before = outside(workspace)
+    report = upload(local_client, "set", [("out/x.txt", b"through the link?"), ("victim.txt", b"through it?")])
+    assert statuses(report)["out/x.txt"] == ("skipped", "folder 'out' is a link; links are not followed")
+    assert [f["path"] for f in report["files"]] == [None, "set/victim (1).txt"]
+    assert outside(workspace) == before and list(elsewhere.iterdir()) == []
+
+
+def test_files_per_request_limit(workspace: Path) -> None:
+    with client_with(workspace, zip_max_entries=3) as client:
+        (workspace / "datasets" / "set").mkdir()
+        files = [("files[]", (f"{n}.txt", b"x", "text/plain")) for n in range(4)]
+        response = client.post("/api/datasets/upload", data={"target_path": "set"}, files=files)
+        assert response.status_code == 413 and "More than 3 files" in response.json()["detail"]
+        assert upload(client, "set", [(f"{n}.txt", b"x") for n in range(3)])["files_uploaded"] == 3
+    assert leftovers(workspace) == []
+
+
+def test_a_linked_staging_folder_is_refused(local_client: TestClient, root: Path, workspace: Path) -> None:
+    (root / "set").mkdir()
+    elsewhere = workspace.parent / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    os.symlink(elsewhere, root / ".tf-staging")
+    zipped = local_client.post("/api/datasets/upload/zip", data={"target_path": "set"},
+                               files=[("file", ("a.zip", make_zip({"a.txt": b"x"}), "application/zip"))])
+    body, content_type = multipart([("files[]", "early.txt", b"x"), ("target_path", None, b"set")])
+    early = local_client.post("/api/datasets/upload", content=body, headers={"content-type": content_type})
+    for response in (zipped, early):
+        assert response.status_code == 400 and "must be a plain folder" in response.json()["detail"]
+    assert list(elsewhere.iterdir()) == [] and stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
+    assert tree(root / "set") == set()
+
+
+def test_form_fields_over_64_kib_are_refused(local_client: TestClient, root: Path) -> None:
+    (root / "set").mkdir()
+    body, content_type = multipart([("target_path", None, b"set"), ("note", None, b"n" * (64 * 1024 + 1)),
+                                    ("files[]", "a.txt", b"x")])
+    response = local_client.post("/api/datasets/upload", content=body, headers={"content-type": content_type})
+    assert response.status_code == 400 and "longer than 65536 bytes" in response.json()["detail"]
+    assert tree(root / "set") == set() and leftovers(root) == []
+
+
+@pytest.mark.parametrize("value", [5, ["a"], {"a": 1}])
+def test_folder_fields_must_be_text(local_client: TestClient, root: Path, value: object) -> None:
+    response = local_client.post("/api/datasets/folders", json={"parent_path": "", "folder_name": value})
+    assert response.status_code == 400 and "folder_name must be a string" in response.json()["detail"]
+    assert tree(root) == set()
+
+
+def test_the_folder_form_takes_no_files(local_client: TestClient, root: Path) -> None:
+    response = local_client.post("/api/datasets/folders", data={"folder_name": "x"},
+                                 files=[("file", ("a.txt", b"x", "text/plain"))])
+    assert response.status_code == 400
+    assert tree(root) == set()

@@ -241,7 +241,7 @@ def test_server_restart_mid_training_loses_no_event_or_webhook(tmp_path, tiny_pi
             with server.client() as client:
                 assert job(client, job_id)["status"] == "running", "re-adopted"
                 resumed_at = len(all_events(client, job_id))
-                wait_for(lambda: len(all_events(client, job_id)) > resumed_at + 2, 60, "events after the restart")
+                wait_event(client, job_id, lambda e: True, 60, "events after the restart", start=resumed_at + 2)
                 assert client.post("/api/training/stop").status_code == 200
                 assert wait_final(client, job_id)["status"] == "stopped"
                 events = all_events(client, job_id)
@@ -282,6 +282,23 @@ def test_server_env_refuses_an_invalid_environment_and_starts_a_valid_one(tmp_pa
     finally:
         server.stop()
         kill_trainers(workspace)
+
+
+def test_a_last_event_id_that_is_no_number_is_ignored(stack):
+    """Headers arrive as latin-1: "²" passes str.isdigit() but not int(). (Over a real socket: the test client
+    re-encodes header bytes.)"""
+    with stack.client() as client, client.stream("GET", "/api/training/events/stream",
+                                                 headers={"Last-Event-ID": b"\xb2"}) as response:
+        assert response.status_code == 200
+    assert "Traceback" not in stack.server.log()
+
+
+def test_a_log_level_uvicorn_does_not_know_is_refused_clearly(tmp_path):
+    refused = subprocess.run([sys.executable, "-m", "tuneforge", "server", "--workspace", str(tmp_path / "workspace"),
+                              "--port", str(free_port())], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1", "TUNEFORGE_LOG_LEVEL": "verbose"})
+    assert refused.returncode == 2, refused.stderr
+    assert "Setting log_level: Input should be 'critical'" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_open_event_streams_do_not_starve_other_requests(tmp_path):

@@ -19,7 +19,7 @@ from tuneforge.models import get_adapter
 
 def _prepare(spec):
     adapter = get_adapter(spec.config, torch.device("cpu"))
-    prepared = prepare.discover_all(spec.config, spec.datasets)
+    prepared = prepare.discover_all(spec.config, spec.datasets, spec.workspace / "out")
     prepare.cache_latents(prepared, adapter)
     prepare.cache_text(prepared, adapter, [""])
     prepare.finalize(prepared)
@@ -44,7 +44,10 @@ def test_second_run_encodes_nothing_and_a_changed_caption_is_reencoded(tmp_path,
 
 
 def test_broken_and_small_images_are_skipped_and_reported(tmp_path, tiny_pixart):
-    data = write_images(tmp_path / "data", 3)
+    data = write_images(tmp_path / "data", 4)
+    # A caption that exists but cannot be read: reading /proc/self/mem from offset 0 fails with EIO, for root too.
+    (data / "img003.txt").unlink()
+    (data / "img003.txt").symlink_to("/proc/self/mem")
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     truncated = (data / "img000.png").read_bytes()
     (data / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
@@ -57,8 +60,9 @@ def test_broken_and_small_images_are_skipped_and_reported(tmp_path, tiny_pixart)
     prepared, _ = _prepare(spec)
     assert sorted(s.path.name for s in prepared.all_samples()) == ["img000.png", "img001.png", "img002.png"]
     reasons = {os.path.basename(path): reason for path, reason in prepared.skipped}
-    assert set(reasons) == {"broken.png", "truncated.png", "tiny.png"}
+    assert set(reasons) == {"broken.png", "truncated.png", "tiny.png", "img003.png"}
     assert "minimum_image_size" in reasons["tiny.png"]
+    assert reasons["img003.png"] == "unreadable caption img003.txt: Input/output error"
 
 
 def test_buckets_for_each_resolution_type():
@@ -90,7 +94,7 @@ def test_epoch_plan_is_deterministic_and_respects_repeats(tmp_path, tiny_pixart)
         {"id": "images", "instance_data_dir": str(data), "resolution": 64, "resolution_type": "pixel",
          "crop": True, "crop_aspect": "square", "repeats": 1},
         {"id": "text", "dataset_type": "text_embeds", "default": True, "cache_dir": str(tmp_path / "t")}])
-    prepared = prepare.discover_all(spec.config, spec.datasets)
+    prepared = prepare.discover_all(spec.config, spec.datasets, spec.workspace / "out")
     one = epoch_batches(prepared, 2, seed=3, epoch=0, rank=0, world=1)
     assert len(one) == 6  # 6 images x (1 + 1 repeat) / batch 2
     assert [[s.path for s in b] for b in one] == [[s.path for s in b] for b in epoch_batches(prepared, 2, 3, 0, 0, 1)]

@@ -8,6 +8,7 @@ import signal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import pytest
 from engine_helpers import make_spec, read_events, write_images, write_run_dir
 
 from tuneforge.trainer import exit_codes
@@ -72,6 +73,43 @@ def test_resume_name_that_does_not_exist(tmp_path, tiny_pixart):
     code, events = _run(tmp_path, make_spec(tmp_path, tiny_pixart, data, resume_from_checkpoint="checkpoint-99"))
     assert code == exit_codes.INVALID_CONFIG
     assert "checkpoint-99" in _error(events) and "latest" in _error(events)
+
+
+@pytest.mark.parametrize("option", [{"model_family": "flux"}, {"lora_type": "lycoris"}])
+def test_options_the_engine_cannot_train_yet_are_refused_before_caching(tmp_path, tiny_pixart, option):
+    data = write_images(tmp_path / "data", 2)
+    code, events = _run(tmp_path, make_spec(tmp_path, tiny_pixart, data, **option))
+    assert code == exit_codes.INVALID_CONFIG
+    assert _error(events).startswith(f"{next(iter(option))}=")
+    assert not any(e["type"] == "lifecycle.stage" for e in events)  # refused before any stage began
+
+
+def test_resume_with_another_lora_rank_names_the_option(tmp_path, tiny_pixart):
+    data = write_images(tmp_path / "data", 2)
+    code, _ = _run(tmp_path, make_spec(tmp_path, tiny_pixart, data, max_train_steps=1, lora_rank=4))
+    assert code == exit_codes.COMPLETED
+    spec = make_spec(tmp_path, tiny_pixart, data, max_train_steps=2, lora_rank=8, resume_from_checkpoint="latest")
+    code, events = _run(tmp_path, spec)
+    assert code == exit_codes.INVALID_CONFIG
+    assert "lora_rank=4" in _error(events) and "lora_rank=8" in _error(events)
+
+
+def test_output_dir_that_is_a_file(tmp_path, tiny_pixart):
+    data = write_images(tmp_path / "data", 2)
+    (tmp_path / "out").write_text("not a folder")
+    code, events = _run(tmp_path, make_spec(tmp_path, tiny_pixart, data))
+    assert code == exit_codes.INVALID_CONFIG
+    assert _error(events).startswith("output_dir:") and "is a file" in _error(events)
+
+
+def test_other_ranks_write_their_failure_to_stderr(tmp_path, monkeypatch, capsys):
+    data = write_images(tmp_path / "data", 2)
+    run_dir = write_run_dir(tmp_path, make_spec(tmp_path, tmp_path / "nope", data))
+    monkeypatch.setenv("RANK", "1")  # what accelerate launch sets for the second process
+    assert main(run_dir) == exit_codes.INVALID_CONFIG
+    assert not (run_dir / "events.jsonl").exists()  # only rank 0 writes events ...
+    err = capsys.readouterr().err  # ... so the failure goes to stderr, which is trainer.log under the server
+    assert "does not exist" in err and "ModelLoadError" in err
 
 
 def test_unreadable_spec(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -59,6 +60,30 @@ def test_killed_trainer_leaves_only_complete_checkpoints(tmp_path, tiny_pixart):
     spec.config.max_train_steps = step + 2
     outcome, run = run_in_process(tmp_path, spec)
     assert outcome == "completed" and run.resumed_from == latest and run.global_step == step + 2
+
+
+def test_a_save_that_fails_midway_leaves_no_checkpoint_resume_would_pick(tmp_path, tiny_pixart):
+    """The deterministic counterpart of the kill above: after the first checkpoint the kernel refuses writes
+    past half a checkpoint's weight file (RLIMIT_FSIZE, like a full disk), so the second save fails inside."""
+    data = write_images(tmp_path / "data", 2)
+    spec = make_spec(tmp_path, tiny_pixart, data, model_type="full", max_train_steps=4, checkpoint_step_interval=1)
+    output, limit = tmp_path / "out", resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def cap_file_size(event):
+        if event.type == "training.checkpoint":
+            size = (output / "checkpoint-1" / "trainable.safetensors").stat().st_size
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, limit[1]))
+
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails (EFBIG) instead of killing us
+    try:
+        with pytest.raises(Exception, match="File too large"):
+            run_in_process(tmp_path, spec, cap_file_size)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert (output / ".checkpoint-2.tmp").is_dir()  # the failure did land inside the second save
+    assert sorted(p.name for p in output.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
+    assert checkpoints.resolve(output, "latest") == output / "checkpoint-1"
 
 
 def test_two_process_accelerate_run_agrees_across_ranks(tmp_path, tiny_pixart):

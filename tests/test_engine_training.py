@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from engine_helpers import make_spec, read_events, run_in_process, trainable, write_images
 
 from tuneforge.trainer import checkpoints
@@ -60,6 +61,7 @@ def test_resume_after_stop_is_bit_exact(tmp_path, tiny_pixart, uninterrupted):
     assert outcome == "stopped" and run.global_step == 5
     assert not (root / "run" / "control" / "stop").exists()  # handled requests are deleted
     assert [p.name for _, p in checkpoints.valid_checkpoints(run.output_dir)] == ["checkpoint-4", "checkpoint-5"]
+    assert checkpoints.read_state(run.output_dir / "checkpoint-5")["reason"] == "stop"
 
     spec.config.resume_from_checkpoint = "latest"
     outcome, resumed = run_in_process(root, spec)
@@ -81,6 +83,34 @@ def test_resume_from_named_checkpoint_is_bit_exact(tmp_path, tiny_pixart, uninte
     assert outcome == "completed"
     expected, got = trainable(reference.output_dir / "checkpoint-8"), trainable(resumed.output_dir / "checkpoint-8")
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_resume_is_bit_exact_when_epochs_differ_in_length(tmp_path, tiny_pixart):
+    from tuneforge.data.plan import epoch_steps
+
+    data = write_images(tmp_path / "data", 4)
+
+    def spec(root, **extra):
+        return make_spec(root, tiny_pixart, datasets=[
+            {"id": "images", "instance_data_dir": str(data), "resolution": 64, "resolution_type": "pixel",
+             "crop": True, "crop_aspect": "square", "repeats": 1, "probability": 0.7},
+            {"id": "text", "dataset_type": "text_embeds", "default": True, "cache_dir": str(tmp_path / "text")}],
+            seed=1, max_train_steps=14, checkpoint_step_interval=4, **extra)
+
+    outcome, reference = run_in_process(tmp_path / "a", spec(tmp_path / "a"))
+    assert outcome == "completed"
+    # probability < 1 keeps a random share of each epoch's batches: here epochs of 4, 6 and 6 steps, so step 8
+    # is step 4 of epoch 1 (not the start of epoch 2, as 8 / len(epoch 0) would say).
+    assert [epoch_steps(reference.prepared, 1, 1, 1, 1, epoch) for epoch in range(3)] == [4, 6, 6]
+    root = tmp_path / "b"
+    shutil.copytree(reference.output_dir / "checkpoint-8", root / "out" / "checkpoint-8")
+    outcome, resumed = run_in_process(root, spec(root, resume_from_checkpoint="latest"))
+    assert outcome == "completed" and resumed.resumed_from.name == "checkpoint-8"
+    assert resumed.losses == reference.losses[8:]
+    expected, got = trainable(reference.output_dir / "checkpoint-14"), trainable(resumed.output_dir / "checkpoint-14")
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    last = [e["progress"] for e in read_events(root / "run") if e["type"] == "training.progress"][-1]
+    assert last["epoch"] == last["total_epochs"] == 3  # 4 + 6 steps, then 4 of the third epoch
 
 
 def test_lora_file_loads_into_a_fresh_pipeline_and_reproduces_the_output(tmp_path, tiny_pixart):
@@ -140,3 +170,23 @@ def test_checkpoints_rotate_and_events_report_progress(tmp_path, tiny_pixart):
     assert [v["data"]["step"] for v in validations] == [3, 6]
     assert all(os.path.isfile(p) for v in validations for p in v["data"]["paths"])
     assert all("index" not in e and "job_id" not in e for e in events)
+
+
+def test_previews_are_small_and_validation_images_keep_their_size(tmp_path, tiny_pixart):
+    import base64
+    import io
+
+    data = write_images(tmp_path / "data", 1)
+    spec = make_spec(tmp_path, tiny_pixart, data, max_train_steps=1, validation_prompt="a photo of a cat",
+                     validation_resolution="576x576", validation_num_inference_steps=2, validation_preview=True,
+                     validation_preview_steps=1)
+    outcome, _ = run_in_process(tmp_path, spec)
+    assert outcome == "completed"
+    events = read_events(tmp_path / "run")
+    previews = [e["images"][0]["src"] for e in events if e["type"] == "validation.image"]
+    assert len(previews) == 2  # one per sampling step
+    for src in previews:
+        preview = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert max(preview.size) <= 256
+    [validation] = [e for e in events if e["type"] == "training.validation"]
+    assert Image.open(validation["data"]["paths"][0]).size == (576, 576)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -12,7 +13,7 @@ from tuneforge.errors import Invalid
 from tuneforge.options import names, rules
 from tuneforge.options.dataloader import parse_dataloader
 from tuneforge.options.families import FAMILIES
-from tuneforge.options.registry import TrainingOptions
+from tuneforge.options.registry import TrainingOptions, with_model_defaults
 from tuneforge.options.spec import RunSpec
 
 TEXT = {"id": "text", "dataset_type": "text_embeds", "default": True, "cache_dir": "/c"}
@@ -89,8 +90,25 @@ def test_model_family_is_required():
 ])
 def test_flavour_defaults_the_base_model(family, flavour, hub_id):
     options = TrainingOptions(model_family=family, model_flavour=flavour)
-    assert options.pretrained_model_name_or_path == hub_id
-    assert options.model_flavour == (flavour or FAMILIES[family].default_flavour)
+    assert options.pretrained_model_name_or_path is None  # the model keeps what was given
+    filled = with_model_defaults(options)
+    assert filled.pretrained_model_name_or_path == hub_id
+    assert filled.model_flavour == (flavour or FAMILIES[family].default_flavour)
+
+
+def test_paths_with_control_characters_name_the_field():
+    _, problems = parse({"model_family": "flux", "output_dir": "out\x00put", "cache_dir_vae": "a\nb"})
+    assert "control character '\\x00'" in fields(problems)["--output_dir"]
+    assert "control character '\\n'" in fields(problems)["--cache_dir_vae"]
+    with pytest.raises(Invalid) as caught:
+        parse_dataloader([{"id": "img", "instance_data_dir": "d\x00"}, TEXT])
+    assert caught.value.errors[0].field == "[0].instance_data_dir"
+
+
+def test_families_know_their_pipelines_and_edit_models():
+    assert FAMILIES["flux"].pipeline_classes == ("FluxPipeline", "FluxKontextPipeline")
+    assert [f.name for f in FAMILIES["flux"].flavours.values() if f.needs_conditioning] == ["kontext"]
+    assert typing.get_args(TrainingOptions.model_fields["model_family"].annotation) == tuple(FAMILIES)
 
 
 def test_rules():

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from alembic.migration import MigrationContext
+from sqlalchemy import BigInteger, text
 
 from tests.webhook_receiver import Receiver
-from tuneforge.api.app import SERVER_PRINCIPAL
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import migrate, upgrade_to_head
-from tuneforge.db.models import WebhookDelivery
+from tuneforge.db.models import Job, WebhookDelivery
 from tuneforge.events import make
-from tuneforge.scheduler.monitor import Monitor
+from tuneforge.scheduler.monitor import LOST, LOST_BEFORE_LAUNCH, MAX_READ, Monitor, _decide
 from tuneforge.scheduler.outbox import Outbox
-from tuneforge.services import job_events, jobs
+from tuneforge.scheduler.runner import EventBus
+from tuneforge.services import job_events, jobs, steering
+from tuneforge.services.principal import LOCAL_ADMIN
+from tuneforge.trainer import exit_codes
 
 
 @pytest.fixture
@@ -34,7 +40,7 @@ def _job(session_factory, tmp_path: Path, webhooks=None, interval=None) -> str:
     run_dir.mkdir(parents=True)
     config = {"webhook_config": webhooks, "webhook_reporting_interval": interval}
     with session_factory() as db:
-        job = jobs.create(db, job_id="job1", owner=SERVER_PRINCIPAL, env_name=None, config=config,
+        job = jobs.create(db, job_id="job1", owner=LOCAL_ADMIN, env_name=None, config=config,
                           run_dir=str(run_dir), output_dir=str(tmp_path / "out"), num_processes=1)
         jobs.transition(db, job.id, "starting")
         db.commit()
@@ -61,7 +67,7 @@ def _ingest(monitor, session_factory, job_id):
 def test_tailing_is_gap_free_and_resumes_after_restart(session_factory, tmp_path):
     job_id = _job(session_factory, tmp_path)
     run_dir = tmp_path / "runs" / job_id
-    outbox = Outbox(session_factory, tmp_path, b"k")
+    outbox = Outbox(session_factory, b"k")
     progress = {"step": 1, "total_steps": 4, "epoch": 1, "total_epochs": 1, "loss": 0.5}
     _write(run_dir, make("training.status", data={"status": "running"}),
            make("training.progress", progress=progress), torn='{"type": "training.pro')
@@ -83,7 +89,7 @@ def test_tailing_is_gap_free_and_resumes_after_restart(session_factory, tmp_path
 def test_garbage_lines_are_kept_as_warnings(session_factory, tmp_path):
     job_id = _job(session_factory, tmp_path)
     (tmp_path / "runs" / job_id / "events.jsonl").write_text("this is not an event\n")
-    _ingest(Monitor(session_factory, tmp_path, Outbox(session_factory, tmp_path, b"k")), session_factory, job_id)
+    _ingest(Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")), session_factory, job_id)
     last = _stored(session_factory, job_id)[-1]
     assert last["type"] == "log.message" and last["severity"] == "warning"
 
@@ -94,7 +100,7 @@ def test_outbox_retries_signs_throttles_and_redacts(session_factory, tmp_path):
                   "auth_token": "sekrit-token"}]
         job_id = _job(session_factory, tmp_path, webhooks=hooks, interval=3600)
         run_dir = tmp_path / "runs" / job_id
-        outbox = Outbox(session_factory, tmp_path, b"k")
+        outbox = Outbox(session_factory, b"k")
         progress = {"step": 1, "total_steps": 4, "epoch": 1, "total_epochs": 1}
         _write(run_dir, make("training.progress", progress=progress), make("training.progress", progress=progress),
                make("log.message", message="debug noise", severity="debug"),
@@ -125,7 +131,7 @@ def test_outbox_retries_signs_throttles_and_redacts(session_factory, tmp_path):
 def test_unreachable_receiver_backs_off(session_factory, tmp_path):
     hooks = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/nothing-listens", "log_level": "info"}]
     job_id = _job(session_factory, tmp_path, webhooks=hooks)
-    outbox = Outbox(session_factory, tmp_path, b"k")
+    outbox = Outbox(session_factory, b"k")
     _write(tmp_path / "runs" / job_id, make("training.checkpoint", message="saved"))
     _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id)
     started = time.monotonic()
@@ -154,7 +160,7 @@ def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
     migrate(engine, "head")
     with factory() as db:
         assert db.scalar(text("SELECT webhook_index FROM jobs")) == 1, "old events are not sent again"
-        assert Outbox(factory, tmp_path, b"k").fan_out(db) == 0
+        assert Outbox(factory, b"k").fan_out(db) == 0
     migrate(engine, "0002", down=True)
     with factory() as db:
         assert db.scalar(text("SELECT count(*) FROM job_events")) == 1, "a downgrade keeps the events"
@@ -163,14 +169,14 @@ def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
 
 def test_one_job_with_a_broken_webhook_config_holds_up_no_other(session_factory, tmp_path):
     with session_factory() as db:  # an old job whose stored webhook entry no longer validates
-        jobs.create(db, job_id="job0", owner=SERVER_PRINCIPAL, env_name=None,
+        jobs.create(db, job_id="job0", owner=LOCAL_ADMIN, env_name=None,
                     config={"webhook_config": [{"callback_url": "ftp://nope"}]}, run_dir=str(tmp_path),
                     output_dir=str(tmp_path / "out0"), num_processes=1)
         jobs.transition(db, "job0", "failed", reason="old")
         db.commit()
     good = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/x", "log_level": "info"}]
     job_id = _job(session_factory, tmp_path, webhooks=good)
-    outbox = Outbox(session_factory, tmp_path, b"k")
+    outbox = Outbox(session_factory, b"k")
     with session_factory() as db:
         assert outbox.fan_out(db) == 4, "job0: queued, failed; job1: queued, starting"
         assert {row.job_id for row in db.query(WebhookDelivery)} == {job_id}
@@ -184,10 +190,179 @@ def test_warnings_pass_the_progress_throttle(session_factory, tmp_path):
     _write(tmp_path / "runs" / job_id, make("training.progress", progress=progress),
            make("log.message", message="hook exited with code 1", severity="warning"),
            make("log.message", message="chatter"), make("log.message", message="more chatter"))
-    outbox = Outbox(session_factory, tmp_path, b"k")
+    outbox = Outbox(session_factory, b"k")
     _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id)
     with session_factory() as db:
         outbox.fan_out(db)
         sent = [job_events.get(db, job_id, row.event_index) for row in db.query(WebhookDelivery)]
     messages = [event["message"] for event in sent if event["type"] == "log.message"]
     assert messages == ["hook exited with code 1", "chatter"], "warnings always; plain lines once per interval"
+
+
+def _dead_pid(session_factory, job_id: str) -> None:
+    """Give the job the pid of a process that has exited (and a start time no reused pid can match)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    with session_factory() as db:
+        job = jobs.get(db, job_id)
+        job.pid, job.pid_started_at = process.pid, 1.0
+        db.commit()
+
+
+def _job_row(session_factory, job_id: str) -> Job:
+    with session_factory() as db:
+        return jobs.get(db, job_id)
+
+
+def _trainer_events(session_factory, job_id: str) -> list[dict]:
+    return [e for e in _stored(session_factory, job_id) if e.get("data", {}).get("source") != "server"]
+
+
+def test_a_trainer_that_ended_while_no_server_ran_is_judged_by_what_it_wrote(session_factory, tmp_path):
+    job_id = _job(session_factory, tmp_path)
+    progress = {"step": 4, "total_steps": 4, "epoch": 1, "total_epochs": 1}
+    _write(tmp_path / "runs" / job_id, make("training.progress", progress=progress),
+           make("training.status", data={"status": "completed"}))
+    _dead_pid(session_factory, job_id)
+    Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")).adopt_all()
+    job = _job_row(session_factory, job_id)
+    assert (job.state, job.reason) == ("completed", None)
+    assert [e["type"] for e in _trainer_events(session_factory, job_id)] == ["training.progress", "training.status"]
+    assert job.events_offset == (tmp_path / "runs" / job_id / "events.jsonl").stat().st_size
+
+
+def test_a_job_left_starting_without_a_pid_fails_and_any_trainer_of_it_is_told_to_cancel(session_factory, tmp_path):
+    job_id = _job(session_factory, tmp_path)  # `starting` committed, the server gone before the pid was stored
+    Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")).adopt_all()
+    job = _job_row(session_factory, job_id)
+    assert (job.state, job.reason) == ("failed", LOST_BEFORE_LAUNCH)
+    assert (tmp_path / "runs" / job_id / "control" / "cancel").is_file()
+
+
+def test_an_over_long_event_line_is_stored_truncated_and_skipped(session_factory, tmp_path):
+    job_id = _job(session_factory, tmp_path)
+    run_dir = tmp_path / "runs" / job_id
+    monitor = Monitor(session_factory, tmp_path, Outbox(session_factory, b"k"))
+    huge = make("log.message", message="x" * MAX_READ)
+    _write(run_dir, torn=huge.to_json())
+    assert _ingest(monitor, session_factory, job_id) == 0, "not skipped while it is still being written"
+    _write(run_dir, torn="\n")
+    _write(run_dir, make("training.status", data={"status": "completed"}))
+    _dead_pid(session_factory, job_id)
+    monitor.tick()  # skips the long line, then drains the rest as the trainer has exited
+    job = _job_row(session_factory, job_id)
+    assert job.state == "completed", job.reason
+    assert job.events_offset == (run_dir / "events.jsonl").stat().st_size
+    warning, status = _trainer_events(session_factory, job_id)
+    assert warning["severity"] == "warning" and "too long" in warning["title"]
+    assert len(warning["message"]) == 2000 and warning["message"].startswith('{"type":"log.message"')
+    assert status["data"]["status"] == "completed"
+
+
+@pytest.mark.parametrize(("exit_code", "requested", "last_status", "last_error", "launched", "expected"), [
+    (None, None, "completed", None, True, ("completed", None)),
+    (None, None, "failed", "CUDA error", True, ("failed", "CUDA error")),
+    (None, "cancel", "running", None, True, ("cancelled", "cancelled by request")),
+    (None, None, "running", None, True, ("failed", LOST)),
+    (None, None, None, None, False, ("failed", LOST_BEFORE_LAUNCH)),
+    (exit_codes.COMPLETED, None, None, None, True, ("completed", None)),
+    (exit_codes.STOPPED, "stop", None, None, True, ("stopped", "stopped by request")),
+    (exit_codes.CANCELLED, "cancel", None, None, True, ("cancelled", "cancelled by request")),
+    (-signal.SIGTERM, "cancel", None, None, True, ("cancelled", "cancelled by request")),
+    (-signal.SIGKILL, None, None, None, True, ("failed", "the trainer was killed by SIGKILL")),
+    (-40, None, None, None, True, ("failed", "the trainer was killed by signal 40")),  # a real-time signal
+    (exit_codes.OUT_OF_MEMORY, None, None, "CUDA out of memory", True, ("failed", "out_of_memory: CUDA out of memory")),
+    (77, None, None, None, True, ("failed", "exit code 77")),
+])
+def test_decide(exit_code, requested, last_status, last_error, launched, expected):
+    assert _decide(exit_code, requested, last_status, last_error, launched=launched) == expected
+
+
+def test_a_live_job_with_a_broken_webhook_entry_is_stored_and_finished(session_factory, tmp_path):
+    broken = [{"callback_url": "ftp://nope", "auth_token": "tok-of-a-broken-entry"}]
+    job_id = _job(session_factory, tmp_path, webhooks=broken)
+    _write(tmp_path / "runs" / job_id, make("log.message", message="hook token tok-of-a-broken-entry"),
+           make("training.status", data={"status": "completed"}))
+    _dead_pid(session_factory, job_id)
+    outbox = Outbox(session_factory, b"k")
+    assert Monitor(session_factory, tmp_path, outbox).tick()
+    assert _job_row(session_factory, job_id).state == "completed"
+    assert len(_trainer_events(session_factory, job_id)) == 2
+    assert "tok-of-a-broken-entry" not in json.dumps(_stored(session_factory, job_id)), "still redacted"
+    with session_factory() as db:
+        assert outbox.fan_out(db) == len(_stored(session_factory, job_id))
+        assert db.query(WebhookDelivery).count() == 0
+
+
+def test_a_job_without_webhooks_moves_its_cursor_in_one_pass(session_factory, tmp_path):
+    job_id = _job(session_factory, tmp_path)
+    _write(tmp_path / "runs" / job_id, *[make("log.message", message=f"line {n}") for n in range(1200)])
+    _ingest(Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")), session_factory, job_id)
+    with session_factory() as db:
+        assert Outbox(session_factory, b"k").fan_out(db) == 1202, "queued, starting and 1200 lines"
+        job = jobs.get(db, job_id)
+        assert job.webhook_index == job.next_index == 1202
+
+
+def test_urls_httpx_refuses_are_failed_attempts_not_a_failed_pass(session_factory, tmp_path):
+    with Receiver() as receiver:
+        hooks = [{"webhook_type": "raw", "callback_url": url, "log_level": "info"}
+                 for url in ("http://[::1/x", "http://127.0.0.1:99999/x", receiver.url)]
+        job_id = _job(session_factory, tmp_path, webhooks=hooks)
+        outbox = Outbox(session_factory, b"k")
+        assert asyncio.run(outbox.deliver_due()) == 6, "queued and starting, to three targets"
+        assert len(receiver.accepted()) == 2
+    with session_factory() as db:
+        refused = db.query(WebhookDelivery).filter(WebhookDelivery.target < 2).all()
+        assert len(refused) == 4 and all(row.status == "pending" and row.attempts == 1 for row in refused)
+        assert {row.last_error.split(":")[0] for row in refused} == {"InvalidURL", "ExceptionGroup"}, \
+            [row.last_error for row in refused]
+        assert all(row.job_id == job_id for row in refused)
+
+
+def test_cancelling_a_queued_job_the_monitor_just_launched_cancels_its_trainer(session_factory, tmp_path):
+    run_dir = tmp_path / "runs" / "job1"
+    with session_factory() as db:
+        jobs.create(db, job_id="job1", owner=LOCAL_ADMIN, env_name=None, config={}, run_dir=str(run_dir),
+                    output_dir=str(tmp_path / "out"), num_processes=1)
+        db.commit()
+    with session_factory() as db:
+        seen = jobs.get(db, "job1")  # what the cancel request saw: queued
+        with session_factory() as monitor_db:  # meanwhile the monitor launches it
+            jobs.transition(monitor_db, "job1", "starting")
+            monitor_db.commit()
+        action = steering.cancel(db, seen, LOCAL_ADMIN)
+    job = _job_row(session_factory, "job1")
+    assert (action.status, job.state, job.requested) == ("starting", "starting", "cancel"), \
+        "not marked cancelled while its trainer runs on unwatched"
+    assert (run_dir / "control" / "cancel").is_file()
+
+
+def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine, "0003")
+    factory = make_session_factory(engine)
+    job_id = _job(factory, tmp_path)
+    migrate(engine, "head")
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == "0004"
+    assert isinstance(Job.__table__.c.events_offset.type, BigInteger), "32 bits on PostgreSQL otherwise"
+    with factory() as db:
+        jobs.get(db, job_id).events_offset = 5 * 2**30
+        db.commit()
+    assert _job_row(factory, job_id).events_offset == 5 * 2**30
+    migrate(engine, "0003", down=True)
+    assert len(_stored(factory, job_id)) == 2, "queued and starting survive the downgrade"
+    engine.dispose()
+
+
+def test_a_publish_between_a_listeners_read_and_its_wait_is_not_missed():
+    async def scenario() -> float:
+        bus = EventBus()
+        seen = bus.version  # the listener notes the version, then reads the database...
+        await bus.publish()  # ...while the monitor stores something and publishes
+        started = time.monotonic()
+        await bus.wait(5.0, seen)
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 1.0

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.serverproc import start_server
+from tests.serverproc import free_port, start_server
 from tuneforge.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -107,3 +107,14 @@ def test_cli_auth_setup_stores_a_key(workspace, tmp_path):
         assert bad_key.returncode == 1 and "401" in bad_key.stderr
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_server_refuses_a_workspace_that_is_or_is_under_a_file(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    env = {"PATH": f"{sys.prefix}/bin", "HOME": str(tmp_path), "COLUMNS": "300"}
+    for workspace, says in ((afile, "is a file"), (afile / "sub", "Cannot prepare the workspace")):
+        result = subprocess.run(["tuneforge", "server", "--host", "127.0.0.1", "--port", str(free_port()),
+                                 "--workspace", str(workspace)], capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert says in result.stderr and "Traceback" not in result.stderr, result.stderr

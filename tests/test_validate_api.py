@@ -265,3 +265,101 @@ def test_webhook_config_from_a_file_is_inlined_and_masked(local_client, workspac
     problems = errors_of(local_client.post("/api/training/validate",
                                            data={**fast, "--webhook_config": "/etc/hosts"}))
     assert "outside the workspace" in problems["--webhook_config"]
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("--output_dir", "out\x00put"), ("--accelerate_config", "acc\x00.yaml"), ("--resume_from_checkpoint", "a/b\x00"),
+    ("--pretrained_model_name_or_path", "./model\x00"), ("--data_backend_config", "x\x00.json"),
+    ("--webhook_config", "hooks\x00.json"), ("--cache_dir_vae", "cache\nvae"),
+])
+def test_control_characters_in_paths_are_422_naming_the_field(local_client, fast, key, value):
+    problems = errors_of(local_client.post("/api/training/validate", json={**fast, key: value}))
+    assert "control character" in problems[key], problems
+
+
+def test_control_characters_in_a_dataloader_path(local_client, workspace, fast):
+    path = workspace / "config/multidatabackend-once.json"
+    entries = json.loads(path.read_text())
+    entries[0]["instance_data_dir"] = "datasets/de\x00mo"
+    path.write_text(json.dumps(entries))
+    problems = errors_of(local_client.post("/api/training/validate", data=fast))
+    assert "control character" in problems["--data_backend_config[0].instance_data_dir"], problems
+
+
+def test_a_form_overrides_the_environment_under_any_spelling(local_client, workspace):
+    kontext_data(workspace)
+    tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
+    path = workspace / "config/kontext-api-demo/config.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"--checkpointing_steps": 9}))
+    for key in ("--checkpoint_step_interval", "checkpointing_steps"):
+        response = local_client.post("/api/training/validate", data={key: "7"})
+        assert response.status_code == 200, response.text
+        assert response.json()["config"]["--checkpoint_step_interval"] == 7
+
+
+def test_form_body_limit_counts_the_bytes_read(local_client):
+    big = b'{"--seed": "' + b"1" * (3 * 1024 * 1024) + b'"}'
+    chunked = local_client.post("/api/training/validate", content=iter([big[:1000], big[1000:]]),
+                                headers={"content-type": "application/json"})
+    assert chunked.status_code == 413, chunked.text
+    declared = local_client.post("/api/training/validate", content=big, headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+    bad_length = local_client.post("/api/training/validate", content=b"{}",
+                                   headers={"content-type": "application/json", "content-length": "lots"})
+    assert bad_length.status_code == 400 and "Content-Length" in bad_length.json()["detail"]
+
+
+def test_start_with_a_broken_active_environment_answers_like_validate(local_client, workspace):
+    local_client.post("/api/configs/environments", json=PIXART_ENV)
+    local_client.post("/api/configs/pixart-api-demo/activate")
+    (workspace / "config/pixart-api-demo/config.json").write_text("{")
+    for route in ("/api/training/validate", "/api/training/start"):
+        problems = errors_of(local_client.post(route, data={"--num_train_epochs": "0"}))
+        assert "malformed JSON" in problems["config/pixart-api-demo/config.json"], route
+
+
+def test_start_stores_what_was_given_not_defaults_or_file_contents(local_client, workspace):
+    from configs_support import pixart_data, pixart_dataloader
+    from e2e_support import wait_final
+
+    pixart_data(workspace)
+    tutorial_flow(local_client, workspace, PIXART_ENV, pixart_dataloader(workspace), PIXART_OVERRIDES)
+    hooks = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/hook", "auth_token": "file-s3cret"}]
+    (workspace / "config/webhooks.json").write_text(json.dumps(hooks))
+    started = local_client.post("/api/training/start", data={"--seed": "1", "--webhook_config": "webhooks.json"})
+    assert started.status_code == 202, started.text
+    local_client.post("/api/training/cancel", data={"job_id": started.json()["job_id"]})
+    wait_final(local_client, started.json()["job_id"], timeout=60)
+    text = (workspace / "config/pixart-api-demo/config.json").read_text()
+    stored = json.loads(text)
+    assert stored["--seed"] == 1 and "--pretrained_model_name_or_path" not in stored
+    assert stored["--webhook_config"] == "webhooks.json" and "file-s3cret" not in text, "the file's tokens stay there"
+    changed = local_client.get("/api/configs/pixart-api-demo").json()["config"] | {"--model_flavour": "600M-512"}
+    assert local_client.put("/api/configs/pixart-api-demo", json={"config": changed}).is_success
+    response = local_client.post("/api/training/validate", data={})
+    assert response.status_code == 200, response.text
+    assert response.json()["config"]["--pretrained_model_name_or_path"] == "PixArt-alpha/PixArt-Sigma-XL-2-512-MS"
+
+
+@pytest.mark.parametrize("value", ["~/elsewhere.json", "../../outside.json"])
+def test_an_unusable_dataloader_path_is_reported_once(local_client, fast, value):
+    response = local_client.post("/api/training/validate", data={**fast, "--data_backend_config": value})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["--data_backend_config"]
+
+
+def test_a_lycoris_path_outside_the_workspace_is_reported_once(local_client, workspace):
+    kontext_data(workspace)
+    tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
+    response = local_client.post("/api/training/validate", data={"--lycoris_config": "/etc/lycoris.json"})
+    assert [e["field"] for e in response.json()["errors"]] == ["--lycoris_config"]
+
+
+def test_a_gif_dataset_is_valid(local_client, workspace, fast):
+    from PIL import Image
+
+    for image in (workspace / "datasets/demo").glob("*.png"):
+        Image.open(image).save(image.with_suffix(".gif"))
+        image.unlink()
+    response = local_client.post("/api/training/validate", data=fast)
+    assert response.status_code == 200, response.text

@@ -10,7 +10,7 @@ import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,12 +36,17 @@ class Settings(BaseSettings):
     zip_max_entries: int = Field(100_000, ge=1)
     zip_max_uncompressed_bytes: int = Field(100 * 1024**3, ge=1)
     zip_max_ratio: int = Field(200, ge=1)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"  # uvicorn's levels
 
     @field_validator("workspace", "datasets_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value  # INFO as well as info
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -18,12 +18,14 @@ from tuneforge.api.routes import auth, configs, datasets, jobs, system, users
 from tuneforge.api.routes import training as training_routes
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import upgrade_to_head
+from tuneforge.errors import TuneforgeError
 from tuneforge.scheduler.runner import Scheduler
 from tuneforge.services import submission
 from tuneforge.services.datasets import uploads
-from tuneforge.services.permissions import Permission
-from tuneforge.services.principal import Principal
+from tuneforge.services.principal import LOCAL_ADMIN
 from tuneforge.settings import Settings
+
+log = logging.getLogger("tuneforge")
 
 TAGS = [
     {"name": "auth", "description": "Setup, login, sessions and API keys."},
@@ -82,10 +84,14 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
     return app
 
 
-SERVER_PRINCIPAL = Principal(user_id=None, username="server", permissions=frozenset(Permission), method="server-env")
-
-
 def _start_environment(session_factory, settings: Settings, env: str) -> None:
-    with session_factory() as db:
-        job = submission.submit(db, settings, SERVER_PRINCIPAL, {}, env=env)
-    logging.getLogger("tuneforge").warning("started training job %s from environment '%s'", job.id, env)
+    """`server --env`: queue the environment's job. A refusal (a trainer the server re-adopted still runs, the
+    environment changed since `serve` checked it) is the operator's to read, not a reason to stop serving."""
+    try:
+        with session_factory() as db:
+            job = submission.submit(db, settings, LOCAL_ADMIN, {}, env=env)
+    except TuneforgeError as exc:
+        problems = "".join(f"\n  - {e.field}: {e.message}" for e in exc.errors)
+        log.warning("training from environment '%s' was not started: %s%s", env, exc.detail, problems)
+        return
+    log.warning("started training job %s from environment '%s'", job.id, env)

@@ -17,14 +17,12 @@ from starlette.requests import HTTPConnection
 from tuneforge.errors import Forbidden, NotAuthenticated, TuneforgeError
 from tuneforge.services import api_keys, sessions, setup
 from tuneforge.services.permissions import Permission, permissions_for
-from tuneforge.services.principal import Principal
+from tuneforge.services.principal import LOCAL_ADMIN, Principal
 from tuneforge.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host")
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
-LOCAL_BOOTSTRAP = Principal(user_id=None, username="local-admin", permissions=frozenset(Permission),
-                            method="local-bootstrap")
 
 
 def public(endpoint: F) -> F:
@@ -139,7 +137,7 @@ def _resolve(conn: HTTPConnection, db: Session, local: bool) -> Principal | None
         if user is not None:
             return Principal(user.id, user.username, permissions_for(user.levels), "session")
     if local and not setup_complete(conn, db):
-        return LOCAL_BOOTSTRAP
+        return LOCAL_ADMIN
     return None
 
 

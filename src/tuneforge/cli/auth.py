@@ -30,7 +30,7 @@ def setup(
         body = {"username": username, "email": email, "password": password}
         if setup_token:
             body["setup_token"] = setup_token
-        check(client.post("/api/cloud/auth/setup/first-admin", json=body))
+        check(client.post("/api/cloud/auth/setup/first-admin", json=body), "creating the first admin")
         _store_new_key(client, "tuneforge-cli")
     console.print(f"Admin '{username}' created; an API key for this CLI is stored.")
 
@@ -45,7 +45,7 @@ def login(
     """Log in and store a new API key for later commands."""
     with connect(url) as client:
         client.headers.pop("X-API-Key", None)
-        check(client.post("/api/cloud/auth/login", json={"username": username, "password": password}))
+        check(client.post("/api/cloud/auth/login", json={"username": username, "password": password}), "logging in")
         _store_new_key(client, key_name)
     console.print(f"Logged in as '{username}'; an API key for this CLI is stored.")
 
@@ -54,13 +54,13 @@ def login(
 def whoami(url: UrlOption = None) -> None:
     """Show who the stored credentials belong to."""
     with connect(url) as client:
-        me = check(client.get("/api/cloud/auth/me"))
+        me = check(client.get("/api/cloud/auth/me"), "reading who the credentials belong to")
     user = me.get("user") or {}
     console.print(f"{user.get('username', me['auth_method'])} ({', '.join(user.get('level_names', []))})")
 
 
 def _store_new_key(client: httpx.Client, name: str) -> None:
-    created = check(client.post("/api/cloud/auth/api-keys", json={"name": name}))
+    created = check(client.post("/api/cloud/auth/api-keys", json={"name": name}), "creating an API key")
     settings = ClientSettings()
     stored = load_client_config(settings.client_config)
     stored.update({"url": str(client.base_url).rstrip("/"), "api_key": created["key"]})

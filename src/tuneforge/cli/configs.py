@@ -74,7 +74,6 @@ def validate_cmd(name: str, workspace: WorkspaceOption = None) -> None:
     """Validate an environment as `POST /api/training/validate` would; exit 1 when invalid."""
     settings = _settings(workspace)
     try:
-        configs.get_environment(settings, name)
         report = validation.validate(settings, env=name)
     except TuneforgeError as exc:
         raise _fail(exc) from exc

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from tuneforge.cli.client import check, connect
+from tuneforge.cli.client import CliError, check, connect
 from tuneforge.services.datasets.kinds import ALLOWED_SUFFIXES
 
 app = typer.Typer(help="Dataset folders and uploads on a running server.", no_args_is_help=True)
@@ -28,6 +28,8 @@ CHUNK = 1024 * 1024
 MAX_BATCH_FILES = 1000
 UrlOption = Annotated[str | None, typer.Option(help="Server URL [env TUNEFORGE_URL; default http://localhost:8001]")]
 Part = tuple[str, str, Path]  # form field, file name sent, local file
+OTHER_TYPES = "files of other types"
+LINKS = "links, which are not followed"
 
 
 @app.command()
@@ -44,10 +46,10 @@ def upload(
         if path.is_file():
             totals = _send_all(client, "/api/datasets/upload/zip", target, on_conflict, [[("file", path.name, path)]])
         else:
-            parts, ignored = _folder_parts(path)
-            if ignored:
-                console.print(f"Not sent ({len(ignored)} files of other types): {', '.join(ignored[:5])}"
-                              + (" ..." if len(ignored) > 5 else ""))
+            parts, left_out = _folder_parts(path)
+            for reason, names in left_out.items():
+                console.print(f"Not sent ({len(names)} {reason}): {', '.join(names[:5])}"
+                              + (" ..." if len(names) > 5 else ""))
             if not parts:
                 console.print("[red]No images, captions or metadata files to upload in that folder.[/red]")
                 raise typer.Exit(1)
@@ -56,31 +58,45 @@ def upload(
 
 
 def _ensure_folder(client: httpx.Client, to: str) -> str:
-    """Create the target folder (and say nothing if it exists); returns its path on the server."""
+    """Create the target folder, and its missing parents one level at a time; returns its path on the server."""
     wanted = PurePosixPath(to.strip() or ".")
     parent = "" if str(wanted.parent) == "." else str(wanted.parent)
-    response = client.post("/api/datasets/folders", data={"parent_path": parent, "folder_name": wanted.name})
-    if response.status_code == 409:
-        return str(wanted)
-    return check(response)["path"]
+    create = {"parent_path": parent, "folder_name": wanted.name}
+    response = client.post("/api/datasets/folders", data=create)
+    if response.status_code == 404 and parent not in ("", "/"):  # the parent is missing: create it first
+        _ensure_folder(client, parent)
+        response = client.post("/api/datasets/folders", data=create)
+    if response.status_code != 409:
+        return check(response, f"creating the dataset folder '{wanted}'")["path"]
+    # 409: the name is taken, by a folder (fine) or by a file (an upload into it would fail)
+    listing = client.get("/api/datasets/browse", params={"path": str(wanted)})
+    if listing.status_code == 404:
+        raise CliError(f"'{wanted}' exists on the server but is not a folder: choose another --to, or remove it")
+    return check(listing, f"checking the dataset folder '{wanted}'")["path"]
 
 
-def _folder_parts(folder: Path) -> tuple[list[Part], list[str]]:
-    """Files to send (allowed types; hidden files and links left out) and the names of those left out."""
+def _folder_parts(folder: Path) -> tuple[list[Part], dict[str, list[str]]]:
+    """Files to send (allowed types; hidden files left out) and, by reason, the names of those not sent.
+
+    Links, to files or folders, are listed but never followed: what they point to may lie outside the dataset.
+    """
     parts: list[Part] = []
-    ignored: list[str] = []
+    left_out: dict[str, list[str]] = {}
     for current, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(current, d)))
-        for name in sorted(files):
+        links = [d for d in dirs if os.path.islink(os.path.join(current, d))]
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in links)
+        for name in sorted(files + links):
+            if name.startswith("."):
+                continue
             local = Path(current, name)
             relative = local.relative_to(folder).as_posix()
-            if name.startswith(".") or local.is_symlink():
-                continue
-            if local.suffix.lower() in ALLOWED_SUFFIXES:
+            if local.is_symlink():
+                left_out.setdefault(LINKS, []).append(relative)
+            elif local.suffix.lower() in ALLOWED_SUFFIXES:
                 parts.append(("files[]", relative, local))
             else:
-                ignored.append(relative)
-    return parts, ignored
+                left_out.setdefault(OTHER_TYPES, []).append(relative)
+    return parts, left_out
 
 
 def _batches(parts: list[Part], batch_mb: int) -> list[list[Part]]:
@@ -162,3 +178,8 @@ def _print_summary(totals: dict[str, Any], target: str) -> None:
         console.print(f"  ... and {len(totals['errors']) - 20} more")
     if totals["files_uploaded"] == 0 and totals["files_skipped"]:
         raise typer.Exit(1)
+
+
+# Public names for `tuneforge demo`, which uploads its sample dataset the same way.
+ensure_folder = _ensure_folder
+send_all = _send_all

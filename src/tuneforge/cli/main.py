@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import click
+import httpx
 import typer
+from typer.core import TyperGroup
 
 from tuneforge.cli import auth, configs, datasets, demo, dev, server, train
+from tuneforge.cli.client import CliError, unreachable
+
+
+class Commands(TyperGroup):
+    """Every command's failures that the user can act on end here: one clear message and an exit code, no
+    traceback (`CliError` from a command, a server that cannot be reached)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            error = exc
+        except httpx.TransportError as exc:
+            error = unreachable(exc)
+        error.show()
+        raise typer.Exit(error.code)
+
 
 app = typer.Typer(
     name="tuneforge",
     help="tuneforge: a self-hosted training server for diffusion models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=Commands,
 )
 app.command("server")(server.serve)
 app.add_typer(auth.app, name="auth")

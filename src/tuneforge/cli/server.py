@@ -22,7 +22,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [env TUNEFORGE_HOST; default 0.0.0.0]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [env TUNEFORGE_PORT; default 8001]")] = None,
     workspace: Annotated[
-        Path | None, typer.Option(help="Workspace folder [env TUNEFORGE_HOME; default: current directory]")
+        Path | None,
+        typer.Option(file_okay=False, help="Workspace folder [env TUNEFORGE_HOME; default: current directory]"),
     ] = None,
     env: Annotated[str | None, typer.Option(help="Validate this environment and start training once ready")] = None,
 ) -> None:
@@ -36,7 +37,11 @@ def serve(
         raise typer.Exit(2) from exc
     if env is not None:
         _check_environment(settings, env)
-    app = create_app(settings, start_env=env)
+    try:
+        app = create_app(settings, start_env=env)
+    except OSError as exc:  # creating the workspace's folders: under a file, no permission, disk full...
+        console.print(f"[red]Cannot prepare the workspace {settings.workspace}: {exc}[/red]")
+        raise typer.Exit(2) from exc
     _announce(settings, app)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=5)

@@ -7,7 +7,6 @@ events.jsonl, control/), so `touch .../control/stop` works here too. Ctrl-C canc
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.events import EventWriter, read_events
+from tuneforge.events import Event, EventWriter
+from tuneforge.scheduler.launcher import trainer_command
 from tuneforge.settings import Settings
 from tuneforge.trainer import exit_codes
 
@@ -67,22 +67,54 @@ def _overrides(values: list[str]) -> dict[str, str]:
     return result
 
 
-def _launch_multi(run_dir: Path, processes: int, view: ProgressView) -> int:
-    """Several processes: `accelerate launch`, following the events file for progress."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-               str(processes), "-m", "tuneforge.trainer", str(run_dir)]
+def new_events(path: Path, offset: int) -> tuple[list[Event], int]:
+    """Events appended to `path` after byte `offset`, and the offset to read from next time.
+
+    A torn last line (the trainer is mid-write) is left for the next call."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+    except FileNotFoundError:
+        return [], offset
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    events = []
+    for line in complete.splitlines():
+        try:
+            events.append(Event.model_validate_json(line))
+        except ValueError:
+            continue
+    return events, offset + len(complete)
+
+
+def _launch_multi(run_dir: Path, config, view: ProgressView) -> int:
+    """Several processes: `accelerate launch` as the server starts it, following the events file for progress."""
+    command = trainer_command(run_dir, config.num_processes, config.accelerate_config)
     with open(run_dir / "trainer.log", "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        seen = 0
+        offset = 0
         while True:
-            code = process.poll()
-            events = list(read_events(run_dir / "events.jsonl"))
-            for event in events[seen:]:
+            code = process.poll()  # polled before reading, so the last events are read after the exit
+            events, offset = new_events(run_dir / "events.jsonl", offset)
+            for event in events:
                 view(event)
-            seen = len(events)
             if code is not None:
                 return code
             time.sleep(0.5)
+
+
+def new_run_dir(runs_dir: Path) -> Path:
+    """A fresh `local-<time>` folder; creating it claims the name, so runs started in the same second differ."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = "local-" + datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir, number = runs_dir / stamp, 1
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            number += 1
+            run_dir = runs_dir / f"{stamp}-{number}"
 
 
 def train(
@@ -95,23 +127,24 @@ def train(
     from tuneforge.services.validation import build_run_spec
 
     settings = Settings(workspace=workspace) if workspace is not None else Settings()
-    job_id = "local-" + datetime.now().strftime("%Y%m%d-%H%M%S")
+    overrides = _overrides(set_)
+    run_dir = new_run_dir(settings.runs_dir)
     try:
-        spec = build_run_spec(settings, env=env, config_file=config, overrides=_overrides(set_), job_id=job_id)
+        spec = build_run_spec(settings, env=env, config_file=config, overrides=overrides, job_id=run_dir.name)
     except TuneforgeError as exc:
+        run_dir.rmdir()  # nothing was written into it
         err.print(f"[red]{exc.detail}[/red]")
         for problem in exc.errors:
             err.print(f"  [red]{problem.field}[/red]: {problem.message}")
         raise typer.Exit(exit_codes.INVALID_CONFIG) from None
-    run_dir = settings.runs_dir / job_id
-    (run_dir / "control").mkdir(parents=True)
+    (run_dir / "control").mkdir()
     spec.write(run_dir / "spec.json")
     err.print(f"run folder: {run_dir}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err) as progress:
         view = ProgressView(progress)
         if spec.config.num_processes > 1:
-            code = _launch_multi(run_dir, spec.config.num_processes, view)
+            code = _launch_multi(run_dir, spec.config, view)
         else:
             from tuneforge.trainer.__main__ import main
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -43,9 +42,6 @@ class TensorCache:
     def has(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def missing(self, keys: Iterable[str]) -> list[str]:
-        return [key for key in dict.fromkeys(keys) if not self.has(key)]
-
     def put(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.path(key)
@@ -56,25 +52,3 @@ class TensorCache:
     def get(self, key: str) -> dict[str, torch.Tensor]:
         return load_file(str(self.path(key)))
 
-
-def fill(
-    cache: TensorCache,
-    keys: list[str],
-    encode: Callable[[list[int]], list[dict[str, torch.Tensor]]],
-    batch_size: int,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Encode the entries of `keys` that are not cached yet, `batch_size` at a time; returns how many.
-
-    `encode` receives indices into `keys` and returns one tensor dict per index.
-    """
-    todo = [i for i, key in enumerate(keys) if not cache.has(key)]
-    done = 0
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        for index, tensors in zip(chunk, encode(chunk)):
-            cache.put(keys[index], tensors)
-        done += len(chunk)
-        if on_progress:
-            on_progress(done, len(todo))
-    return done

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+from tuneforge.options.dataloader import IMAGE_SUFFIXES
 
 
 @dataclass
@@ -65,5 +65,11 @@ def discover(dataset: Any) -> Discovery:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             result.skipped.append((str(path), f"unreadable image: {exc.__class__.__name__}"))
             continue
-        result.items.append(ImageItem(path, caption_for(path, dataset, result), dataset.id, width, height))
+        try:
+            caption = caption_for(path, dataset, result)
+        except OSError as exc:
+            reason = f"unreadable caption {path.with_suffix('.txt').name}: {exc.strerror or exc}"
+            result.skipped.append((str(path), reason))
+            continue
+        result.items.append(ImageItem(path, caption, dataset.id, width, height))
     return result

@@ -48,6 +48,24 @@ def epoch_batches(prepared: Prepared, batch_size: int, seed: int, epoch: int, ra
     return batches[:usable][rank::world]
 
 
-def steps_per_epoch(prepared: Prepared, batch_size: int, seed: int, accumulation: int, world: int) -> int:
-    """Optimizer steps in one epoch (epoch 0's count; probability < 1 makes later epochs vary slightly)."""
-    return len(epoch_batches(prepared, batch_size, seed, 0, 0, world)) // accumulation
+def epoch_steps(prepared: Prepared, batch_size: int, seed: int, accumulation: int, world: int, epoch: int) -> int:
+    """Optimizer steps in `epoch` (every rank gets the same number of batches)."""
+    return len(epoch_batches(prepared, batch_size, seed, epoch, 0, world)) // accumulation
+
+
+def schedule(prepared: Prepared, batch_size: int, seed: int, accumulation: int, world: int, max_steps: int | None,
+             epochs: int) -> tuple[int, int]:
+    """(total steps, total epochs): `max_steps` if set, else `epochs` whole epochs.
+
+    Epochs are counted one by one: with probability < 1 their lengths differ. This costs far less than training
+    the same epochs.
+    """
+    def steps(epoch: int) -> int:
+        return epoch_steps(prepared, batch_size, seed, accumulation, world, epoch)
+
+    if not max_steps:
+        return sum(steps(epoch) for epoch in range(epochs)), epochs
+    total, epoch = 0, 0
+    while total < max_steps:
+        total, epoch = total + steps(epoch), epoch + 1
+    return max_steps, epoch

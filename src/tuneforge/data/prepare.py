@@ -53,8 +53,7 @@ class Prepared:
         return [s for items in self.samples.values() for s in items]
 
 
-def _cache_dirs(options: Any, datasets: list[Any]) -> tuple[dict[str, Path], Path]:
-    output = Path(options.output_dir or ".")
+def _cache_dirs(options: Any, datasets: list[Any], output: Path) -> tuple[dict[str, Path], Path]:
     text = next((d for d in datasets if d.dataset_type == "text_embeds" and d.default and not d.disabled), None)
     text_dir = Path(text.cache_dir) if text and text.cache_dir else output / "cache" / "text_embeds"
     latent_dirs = {}
@@ -65,9 +64,11 @@ def _cache_dirs(options: Any, datasets: list[Any]) -> tuple[dict[str, Path], Pat
     return latent_dirs, text_dir
 
 
-def discover_all(options: Any, datasets: list[Any], progress: Progress | None = None) -> Prepared:
-    """Find images and captions, plan every crop; raises DatasetError when a dataset has nothing usable."""
-    latent_dirs, text_dir = _cache_dirs(options, datasets)
+def discover_all(options: Any, datasets: list[Any], output_dir: Path, progress: Progress | None = None) -> Prepared:
+    """Find images and captions, plan every crop; raises DatasetError when a dataset has nothing usable.
+
+    Caches without a configured folder live in `output_dir/cache` (the run's resolved output folder)."""
+    latent_dirs, text_dir = _cache_dirs(options, datasets, Path(output_dir))
     images = [d for d in datasets if d.dataset_type == "image" and not d.disabled]
     prepared = Prepared({d.id: d for d in images}, {}, {k: TensorCache(v) for k, v in latent_dirs.items()},
                         TensorCache(text_dir))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, TypeDecorator,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -121,8 +122,8 @@ class Job(Base):
     pid_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(2000), nullable=True)
-    log_tail: Mapped[str | None] = mapped_column(JSON, nullable=True)
-    events_offset: Mapped[int] = mapped_column(Integer, default=0)
+    log_tail: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    events_offset: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes: an events file may pass 2 GiB
     next_index: Mapped[int] = mapped_column(Integer, default=0)
     webhook_index: Mapped[int] = mapped_column(Integer, default=0)  # the outbox's cursor into the event log
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

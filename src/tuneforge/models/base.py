@@ -4,15 +4,13 @@ The trainer and the caches talk only to this interface. A family adapter loads i
 `from_pretrained` (hub id or local folder), encodes prompts and images for the caches, turns a clean latent
 batch into (model input, target) for its objective, runs the denoiser, builds a pipeline for validation and
 saves its outputs. Diffusion-objective details live in `NoiseObjective` subclasses so that DDPM-style
-(PixArt: epsilon / v-prediction on a beta schedule) and flow matching (Flux: velocity on sigmas) share the loop.
-Reference images (Flux Kontext) arrive as `TrainBatch.conditioning_latents`; families that don't use them
-ignore the field.
+(PixArt: epsilon / v-prediction on a beta schedule) and flow matching (Flux: velocity on sigmas) can share the loop.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,6 @@ class TrainBatch:
 
     latents: torch.Tensor  # clean, scaled VAE latents (B, C, h, w)
     text: dict[str, torch.Tensor]  # the family's prompt embeddings, stacked
-    conditioning_latents: list[torch.Tensor] | None = None  # reference images (Kontext); None elsewhere
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,7 +36,6 @@ class NoisyBatch:
     model_input: torch.Tensor
     timesteps: torch.Tensor
     target: torch.Tensor
-    loss_weight: torch.Tensor | None = None  # per-sample weight, broadcastable; None = uniform
 
 
 class NoiseObjective(ABC):
@@ -62,7 +57,6 @@ class ModelAdapter(ABC):
     def __init__(self, options: Any, device: torch.device) -> None:
         self.options = options
         self.device = device
-        self.transformer: torch.nn.Module | None = None
         self.vae: torch.nn.Module | None = None
 
     # --- loading -------------------------------------------------------------------------------------
@@ -116,7 +110,7 @@ class ModelAdapter(ABC):
     # --- validation and outputs --------------------------------------------------------------------------
     @abstractmethod
     def build_pipeline(self, transformer: torch.nn.Module) -> Any:
-        """A diffusers pipeline for validation around the trained transformer (text encoder reloaded)."""
+        """A diffusers pipeline for validation around the trained transformer; prompts come as cached embeddings."""
 
     @abstractmethod
     def pipeline_call_kwargs(self, width: int, height: int) -> dict[str, Any]:

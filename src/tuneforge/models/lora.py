@@ -33,19 +33,13 @@ def lora_config(rank: int, alpha: float | None, dropout: float, targets: list[st
 
 
 def apply_lora(transformer: torch.nn.Module, config) -> list[torch.nn.Parameter]:
-    """Freeze the base, inject the adapter, return its (trainable) parameters in fp32."""
+    """Inject the adapter (peft freezes the base and leaves only the adapter trainable); return its parameters."""
+    from diffusers.training_utils import cast_training_params
     from peft import inject_adapter_in_model
 
-    transformer.requires_grad_(False)
     inject_adapter_in_model(config, transformer, adapter_name="default")
-    params = []
-    for name, param in transformer.named_parameters():
-        is_lora = "lora_" in name
-        param.requires_grad_(is_lora)
-        if is_lora:
-            param.data = param.data.float()  # adapter weights train in fp32 even over a bf16/int8 base
-            params.append(param)
-    return params
+    cast_training_params(transformer, torch.float32)  # adapter weights train in fp32 even over a bf16/int8 base
+    return [param for param in transformer.parameters() if param.requires_grad]
 
 
 def lora_state_dict(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -87,8 +87,7 @@ class PixArtSigmaAdapter(ModelAdapter):
     def load_transformer(self) -> torch.nn.Module:
         from diffusers import PixArtTransformer2DModel
 
-        self.transformer = self._load(PixArtTransformer2DModel, "transformer", torch_dtype=self.dtype)
-        return self.transformer
+        return self._load(PixArtTransformer2DModel, "transformer", torch_dtype=self.dtype)
 
     def load_vae(self) -> torch.nn.Module:
         from diffusers import AutoencoderKL
@@ -182,17 +181,15 @@ class PixArtSigmaAdapter(ModelAdapter):
         return ["to_q", "to_k", "to_v", "to_out.0"]
 
     # --- validation and outputs --------------------------------------------------------------------------
-    def build_pipeline(self, transformer: torch.nn.Module, with_text_encoder: bool = False) -> Any:
-        """A pipeline around the trained transformer; prompts are passed as cached embeddings by default."""
+    def build_pipeline(self, transformer: torch.nn.Module) -> Any:
+        """A pipeline around the trained transformer, without text encoder: prompts come as cached embeddings."""
         from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline
 
         if self.vae is None:
             self.load_vae()
-        if with_text_encoder and self.text_encoder is None:
-            self.load_text_encoders()
         return PixArtSigmaPipeline(
-            tokenizer=self.tokenizer if with_text_encoder else None,
-            text_encoder=self.text_encoder if with_text_encoder else None,
+            tokenizer=None,
+            text_encoder=None,
             vae=self.vae,
             transformer=transformer,
             scheduler=self._load(DPMSolverMultistepScheduler, "scheduler"),

@@ -32,6 +32,3 @@ def quantise(module: torch.nn.Module, precision: str) -> None:
     quanto.quantize(module, weights=weights)
     quanto.freeze(module)
 
-
-def mixed_precision_dtype(mixed_precision: str | None) -> torch.dtype:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision or "no", torch.float32)

@@ -8,8 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tuneforge.errors import FieldError, Invalid
 from tuneforge.options.names import suggest
+from tuneforge.options.registry import PathText
 
 DatasetType = Literal["image", "text_embeds", "conditioning"]
+# The one list of image files a dataset may hold: uploads accept them, validation counts them, the trainer reads them.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 
 class DatasetConfig(BaseModel):
@@ -21,7 +24,7 @@ class DatasetConfig(BaseModel):
                     description="Unique name of this backend")
     type: Literal["local"] = Field("local", description="Storage backend (local files)")
     dataset_type: DatasetType = "image"
-    instance_data_dir: str | None = Field(None, description="Folder of images (image/conditioning)")
+    instance_data_dir: PathText | None = Field(None, description="Folder of images (image/conditioning)")
     caption_strategy: Literal["textfile", "filename", "instanceprompt"] = "textfile"
     instance_prompt: str | None = Field(None, description="Caption of every image for caption_strategy=instanceprompt")
     resolution: float | None = Field(None, gt=0, description="Pixels, or megapixels for resolution_type=area")
@@ -32,8 +35,8 @@ class DatasetConfig(BaseModel):
     crop: bool = False
     crop_style: Literal["random", "center", "corner"] = "random"
     crop_aspect: Literal["square", "preserve", "closest"] = "square"
-    cache_dir_vae: str | None = Field(None, description="Cached VAE latents of this dataset")
-    cache_dir: str | None = Field(None, description="Cached text embeddings (text_embeds)")
+    cache_dir_vae: PathText | None = Field(None, description="Cached VAE latents of this dataset")
+    cache_dir: PathText | None = Field(None, description="Cached text embeddings (text_embeds)")
     default: bool = Field(False, description="The text-embeds backend used for validation prompts")
     write_batch_size: int = Field(128, ge=1, le=65536)
     metadata_backend: Literal["discovery"] = "discovery"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class Flavour:
     name: str
     hub_id: str
-    pipeline_classes: tuple[str, ...]  # `_class_name` values a local diffusers folder may have
+    pipeline_class: str  # the `_class_name` of this flavour's diffusers folder
+    needs_conditioning: bool = False  # edit models train on (edited, reference) pairs
 
 
 @dataclass(frozen=True)
@@ -18,39 +20,35 @@ class Family:
     default_flavour: str
     flavours: dict[str, Flavour]
 
+    @property
+    def pipeline_classes(self) -> tuple[str, ...]:
+        """`_class_name` values a local diffusers folder of this family may have."""
+        return tuple(dict.fromkeys(f.pipeline_class for f in self.flavours.values()))
 
-_PIXART = ("PixArtSigmaPipeline",)
-_FLUX = ("FluxPipeline", "FluxKontextPipeline")
+
+def _by_name(*flavours: Flavour) -> dict[str, Flavour]:
+    return {f.name: f for f in flavours}
+
+
+_PIXART = "PixArtSigmaPipeline"
 
 FAMILIES: dict[str, Family] = {
-    "pixart_sigma": Family(
-        "pixart_sigma",
-        "900M-1024-v0.6",
-        {
-            f.name: f
-            for f in (
-                Flavour("900M-1024-v0.6", "terminusresearch/pixart-900m-1024-ft-v0.6", _PIXART),
-                Flavour("900M-1024-v0.7-stage1", "terminusresearch/pixart-900m-1024-ft-v0.7-stage1", _PIXART),
-                Flavour("900M-1024-v0.7-stage2", "terminusresearch/pixart-900m-1024-ft-v0.7-stage2", _PIXART),
-                Flavour("600M-512", "PixArt-alpha/PixArt-Sigma-XL-2-512-MS", _PIXART),
-                Flavour("600M-1024", "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", _PIXART),
-                Flavour("600M-2048", "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS", _PIXART),
-            )
-        },
-    ),
-    "flux": Family(
-        "flux",
-        "dev",
-        {
-            f.name: f
-            for f in (
-                Flavour("dev", "black-forest-labs/FLUX.1-dev", _FLUX),
-                Flavour("schnell", "black-forest-labs/FLUX.1-schnell", _FLUX),
-                Flavour("kontext", "black-forest-labs/FLUX.1-Kontext-dev", _FLUX),
-            )
-        },
-    ),
+    "pixart_sigma": Family("pixart_sigma", "900M-1024-v0.6", _by_name(
+        Flavour("900M-1024-v0.6", "terminusresearch/pixart-900m-1024-ft-v0.6", _PIXART),
+        Flavour("900M-1024-v0.7-stage1", "terminusresearch/pixart-900m-1024-ft-v0.7-stage1", _PIXART),
+        Flavour("900M-1024-v0.7-stage2", "terminusresearch/pixart-900m-1024-ft-v0.7-stage2", _PIXART),
+        Flavour("600M-512", "PixArt-alpha/PixArt-Sigma-XL-2-512-MS", _PIXART),
+        Flavour("600M-1024", "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", _PIXART),
+        Flavour("600M-2048", "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS", _PIXART),
+    )),
+    "flux": Family("flux", "dev", _by_name(
+        Flavour("dev", "black-forest-labs/FLUX.1-dev", "FluxPipeline"),
+        Flavour("schnell", "black-forest-labs/FLUX.1-schnell", "FluxPipeline"),
+        Flavour("kontext", "black-forest-labs/FLUX.1-Kontext-dev", "FluxKontextPipeline", needs_conditioning=True),
+    )),
 }
+
+FamilyName = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]  # one list of family names: FAMILIES
 
 QUANTISED_PRECISIONS = ("int8-quanto", "fp8-quanto", "int4-quanto", "nf4-bnb")
 
@@ -64,8 +62,8 @@ def flavour_of(family: str, flavour: str | None) -> Flavour | None:
 
 
 def needs_conditioning(family: str, flavour: str | None) -> bool:
-    """Edit models train on (edited, reference) pairs."""
-    return family == "flux" and flavour == "kontext"
+    found = flavour_of(family, flavour)
+    return found is not None and found.needs_conditioning
 
 
 def known_hub_ids() -> dict[str, tuple[str, str]]:

@@ -30,6 +30,12 @@ def bare(key: str) -> str:
     return key[2:] if key.startswith("--") else key
 
 
+def canonical_name(key: str) -> str:
+    """The option a key names: `--checkpointing_steps` → checkpoint_step_interval (unknown names unchanged)."""
+    name = bare(key)
+    return aliases().get(name, name)
+
+
 def cli(name: str) -> str:
     return f"--{name}"
 
@@ -58,8 +64,7 @@ def canonical(raw: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
     for key, value in raw.items():
         if is_ignored(key):
             continue
-        name = bare(key)
-        name = aliases().get(name, name)
+        name = canonical_name(key)
         if name not in TrainingOptions.model_fields:
             problems.append(FieldError(cli(bare(key)), f"unknown option '{bare(key)}'{suggest(bare(key))}"))
             continue

@@ -9,11 +9,25 @@ from this one class.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from tuneforge.options.families import FAMILIES, flavour_of
+from tuneforge.options.families import FAMILIES, FamilyName, flavour_of
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def no_control_characters(value: str) -> str:
+    """A NUL or newline in a path is never meant, and a NUL breaks every file call: refuse it up front."""
+    found = _CONTROL.search(value.strip())
+    if found:
+        raise ValueError(f"contains the control character {found.group()!r}; remove it from the path")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(no_control_characters)]
 
 
 def opt(
@@ -47,7 +61,6 @@ class WebhookTarget(BaseModel):
 
 FLUX = ["flux"]
 LORA = ["lora"]
-Family = Literal["pixart_sigma", "flux"]
 Precision = Literal["no_change", "bf16", "fp16", "fp32", "int8-quanto", "fp8-quanto", "int4-quanto", "nf4-bnb"]
 Optimizer = Literal["adamw_bf16", "adamw", "optimi-adamw", "optimi-lion", "prodigy"]
 Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"]
@@ -60,7 +73,7 @@ class TrainingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_default=False)
 
     # --- model -----------------------------------------------------------------------------------------------
-    model_family: Family = opt(..., "Model family to train.", "model")
+    model_family: FamilyName = opt(..., "Model family to train.", "model")
     model_flavour: str | None = opt(
         None, "Variant of the family (sets the default base model); the family's default when empty.", "model")
     model_type: Literal["full", "lora"] = opt("lora", "Train all weights (full) or an adapter (lora).", "model")
@@ -71,12 +84,12 @@ class TrainingOptions(BaseModel):
     lora_alpha: float | None = opt(None, "LoRA alpha (scale = alpha / rank); the rank when empty.", "model",
                                    model_types=LORA, gt=0)
     lora_dropout: float = opt(0.0, "Dropout on the LoRA branch.", "model", model_types=LORA, ge=0, lt=1)
-    lycoris_config: str | None = opt(
+    lycoris_config: PathText | None = opt(
         None, "LyCORIS JSON file (algo, multiplier, factors, ...); relative to config/ or the workspace.",
         "model", model_types=LORA)
     flux_lora_target: Literal["mmdit", "context", "all", "all+ffs", "tiny", "nano"] = opt(
         "all", "Which Flux layers a standard LoRA targets.", "model", families=FLUX, model_types=LORA)
-    pretrained_model_name_or_path: str | None = opt(
+    pretrained_model_name_or_path: PathText | None = opt(
         None, "Hub id or local diffusers folder of the base model; the flavour's hub id when empty.", "model")
     base_model_precision: Precision = opt(
         "no_change", "Load base weights in this dtype, or quantise them (quantised needs model_type lora).",
@@ -103,7 +116,7 @@ class TrainingOptions(BaseModel):
                                         "checkpoints", ge=0, aliases=["checkpointing_steps"])
     checkpoints_total_limit: int | None = opt(None, "Keep at most this many checkpoints (oldest removed).",
                                               "checkpoints", ge=1)
-    resume_from_checkpoint: str | None = opt(
+    resume_from_checkpoint: PathText | None = opt(
         None, "'latest', a checkpoint folder name in output_dir, or a path.", "checkpoints")
 
     # --- validation ------------------------------------------------------------------------------------------
@@ -132,10 +145,10 @@ class TrainingOptions(BaseModel):
     post_upload_script: str | None = opt(None, "Command run after each hub upload.", "hooks")
 
     # --- data ------------------------------------------------------------------------------------------------
-    data_backend_config: str | None = opt(
+    data_backend_config: PathText | None = opt(
         None, "Dataloader JSON; relative to config/ (e.g. my-env/multidatabackend.json) or the workspace.",
         "data")
-    cache_dir_vae: str | None = opt(None, "Default folder for cached VAE latents.", "data")
+    cache_dir_vae: PathText | None = opt(None, "Default folder for cached VAE latents.", "data")
     dataloader_prefetch: bool = opt(False, "Load batches in a background thread.", "data")
     resolution: float = opt(1024, "Default training resolution (pixels, or megapixels for area).", "data", gt=0)
     resolution_type: Literal["pixel", "area", "pixel_area"] = opt(
@@ -156,14 +169,14 @@ class TrainingOptions(BaseModel):
         None, "Minimum seconds between progress webhooks.", "reporting", ge=0)
 
     # --- output ----------------------------------------------------------------------------------------------
-    output_dir: str | None = opt(None, "Where checkpoints and the final model go; output/<env> when empty.",
+    output_dir: PathText | None = opt(None, "Where checkpoints and the final model go; output/<env> when empty.",
                                  "output")
     push_to_hub: bool = opt(False, "Upload the result to the Hugging Face hub.", "output")
     hub_model_id: str | None = opt(None, "Hub repository for push_to_hub.", "output")
 
     # --- distributed -----------------------------------------------------------------------------------------
     num_processes: int = opt(1, "Training processes (one per GPU).", "distributed", ge=1, le=1024)
-    accelerate_config: str | None = opt(None, "accelerate config file (FSDP, DeepSpeed, several machines).",
+    accelerate_config: PathText | None = opt(None, "accelerate config file (FSDP, DeepSpeed, several machines).",
                                         "distributed")
 
     # --- Flux flow matching ----------------------------------------------------------------------------------
@@ -189,12 +202,17 @@ class TrainingOptions(BaseModel):
                 raise ValueError("a file path must be resolved before validation; send the JSON itself")
         return [value] if isinstance(value, dict) else value
 
-    @model_validator(mode="after")
-    def _fill_model_defaults(self) -> TrainingOptions:
-        """Empty flavour → the family default; empty base model → the flavour's hub id (when the flavour is known)."""
-        if not self.model_flavour:
-            self.model_flavour = FAMILIES[self.model_family].default_flavour
-        flavour = flavour_of(self.model_family, self.model_flavour)
-        if not self.pretrained_model_name_or_path and flavour is not None:
-            self.pretrained_model_name_or_path = flavour.hub_id
-        return self
+
+def with_model_defaults(options: TrainingOptions) -> TrainingOptions:
+    """Empty flavour → the family default; empty base model → the flavour's hub id (when the flavour is known).
+
+    Applied to the run spec and the shown config only: the environment keeps what the user set, so a later
+    flavour change picks that flavour's model.
+    """
+    flavour = flavour_of(options.model_family, options.model_flavour)
+    update: dict[str, Any] = {}
+    if not options.model_flavour:
+        update["model_flavour"] = FAMILIES[options.model_family].default_flavour
+    if not options.pretrained_model_name_or_path and flavour is not None:
+        update["pretrained_model_name_or_path"] = flavour.hub_id
+    return options.model_copy(update=update)

@@ -6,7 +6,7 @@ Every problem becomes a `FieldError` whose field is the `--option` and whose mes
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -26,7 +26,7 @@ def clean_values(values: dict[str, Any]) -> dict[str, Any]:
     """An empty form field means "not set": None for nullable options, the default for the others."""
     cleaned: dict[str, Any] = {}
     for name, value in values.items():
-        if isinstance(value, str) and value.strip() == "" and name != "validation_negative_prompt":
+        if isinstance(value, str) and value.strip() == "":
             value = None
         if value is None and not nullable(name):
             continue
@@ -46,10 +46,17 @@ def _field_error(problem: ErrorDetails) -> FieldError:
     location = [str(part) for part in problem["loc"]]
     name = location[0] if location else "config"
     field = names.cli(name) + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in location[1:])
-    return FieldError(field, _message(name, problem))
+    return FieldError(field, _message(name, len(location) > 1, problem))
 
 
-def _message(name: str, problem: ErrorDetails) -> str:
+def literal_choices(annotation: Any) -> list[str]:
+    """The values of a `Literal[...]` annotation, also inside `Literal[...] | None`."""
+    if typing.get_origin(annotation) is Literal:
+        return [str(value) for value in typing.get_args(annotation)]
+    return [choice for arg in typing.get_args(annotation) for choice in literal_choices(arg)]
+
+
+def _message(name: str, nested: bool, problem: ErrorDetails) -> str:
     kind = problem["type"]
     got = problem.get("input")
     ctx = problem.get("ctx", {})
@@ -58,8 +65,8 @@ def _message(name: str, problem: ErrorDetails) -> str:
     if kind == "missing":
         hint = " or ".join(FAMILIES) if name == "model_family" else "a value"
         return f"required: set --{name} to {hint}"
-    if kind == "literal_error":
-        choices = [c.strip(" '") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
+    if kind == "literal_error" and not nested:
+        choices = literal_choices(TrainingOptions.model_fields[name].annotation)
         return f"must be one of {', '.join(choices)} (got {got!r}){names.suggest(str(got), choices)}"
     if kind in ("float_parsing", "float_type"):
         return f"must be a number (got {got!r}){example}"
@@ -73,8 +80,8 @@ def _message(name: str, problem: ErrorDetails) -> str:
         return f"must be {bounds[kind]} {limit} (got {got!r})"
     if kind == "string_pattern_mismatch" and name == "validation_resolution":
         return f"must look like 1024x1024 or 1024 (several comma separated), got {got!r}"
-    return f"{problem['msg']} (got {got!r})" if got is not None and not isinstance(got, dict | list) else \
-        str(problem["msg"])
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{message} (got {got!r})" if got is not None and not isinstance(got, dict | list) else message
 
 
 def check_rules(options: TrainingOptions) -> tuple[list[FieldError], list[FieldError]]:

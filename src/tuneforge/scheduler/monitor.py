@@ -6,7 +6,6 @@ events in the same transaction, so a server restart continues exactly where it s
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import subprocess
@@ -22,14 +21,15 @@ from tuneforge.db.models import Job, JobEvent
 from tuneforge.events import EVENTS_FILE, Event
 from tuneforge.scheduler import launcher
 from tuneforge.scheduler.outbox import Outbox
-from tuneforge.services import job_events, jobs
-from tuneforge.services.run_control import tail
+from tuneforge.services import job_events, jobs, run_control
 from tuneforge.trainer import exit_codes
 
 log = logging.getLogger("tuneforge.scheduler")
 MAX_READ = 8 * 1024 * 1024
 COMMIT_EVERY = 200  # events per transaction
 CANCEL_GRACE = timedelta(seconds=10)
+LOST = "lost: the trainer ended without reporting a final status (killed, or the machine restarted)"
+LOST_BEFORE_LAUNCH = "lost before launch: the server stopped while starting the trainer; start the job again"
 
 
 class Monitor:
@@ -41,11 +41,20 @@ class Monitor:
         self.signalled: set[str] = set()
 
     def adopt_all(self) -> None:
-        """At start-up: keep watching trainers that outlived the previous server; close out the rest."""
+        """At start-up: keep watching trainers that outlived the previous server; close out the rest, after
+        storing what they wrote (their last status decides how they ended)."""
         with self.session_factory() as db:
             for job in jobs.live(db):
-                if not launcher.is_running(job.pid, job.pid_started_at):
-                    self._finish(db, job, exit_code=None)
+                if launcher.is_running(job.pid, job.pid_started_at):
+                    continue
+                if job.pid is None:
+                    # The previous server stopped between committing `starting` and storing the pid (see
+                    # `_launch_queued`). A trainer may have been spawned in that gap, so no second one is launched
+                    # into the same run folder: the job is closed out as lost before launch, and any such trainer
+                    # is asked to cancel itself (it reads the request at its first step).
+                    run_control.request(Path(job.run_dir), "cancel")
+                self._drain(db, job)
+                self._finish(db, job, exit_code=None)
 
     def tick(self) -> bool:
         """One pass over all jobs; True when anything new was stored (listeners are then woken)."""
@@ -58,11 +67,14 @@ class Monitor:
         return changed
 
     def _launch_queued(self, db: Session) -> bool:
-        if jobs.live(db):
-            return False
+        """Launch the oldest queued job. No live job can exist beside a queued one (the jobs table's unique
+        `active_slot` holds one active job at a time), so there is nothing to wait for."""
         queued = db.scalars(select(Job).where(Job.state == "queued").order_by(Job.created_at)).first()
         if queued is None or not jobs.transition(db, queued.id, "starting"):
             return False
+        # Committed before the spawn: a server that dies in between leaves a `starting` job without a pid, which
+        # the next server closes out, never a `queued` one whose trainer runs already (it would launch another).
+        db.commit()
         run_dir = Path(queued.run_dir)
         accelerate_config = queued.config.get("accelerate_config") or None
         command = launcher.trainer_command(run_dir, queued.num_processes, accelerate_config)
@@ -77,18 +89,18 @@ class Monitor:
         db.commit()
         return True
 
+    def _drain(self, db: Session, job: Job) -> None:
+        """Store all that an exited trainer wrote: one pass reads MAX_READ bytes at most."""
+        while self._ingest(db, job):
+            pass
+
     def _ingest(self, db: Session, job: Job) -> int:
-        """Store every complete new line of the job's events file; return how many were stored."""
+        """Store the complete new lines in the next MAX_READ bytes of the job's events file; return how many."""
         path = Path(job.run_dir) / EVENTS_FILE
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(job.events_offset)
-                chunk = handle.read(MAX_READ)
-        except FileNotFoundError:
-            return 0
+        chunk = _read(path, job.events_offset, MAX_READ)
         complete = chunk[: chunk.rfind(b"\n") + 1]
         if not complete:
-            return 0
+            return self._skip_long_line(db, job, path, chunk) if len(chunk) == MAX_READ else 0
         lines = complete[:-1].split(b"\n")
         # Short transactions: a long one would hold SQLite's write lock from webhooks and steering requests.
         # Each commit stores its events together with the file offset after them, so nothing is read twice.
@@ -99,6 +111,17 @@ class Monitor:
             job.events_offset += sum(len(line) + 1 for line in batch)
             db.commit()
         return len(lines)
+
+    def _skip_long_line(self, db: Session, job: Job, path: Path, head: bytes) -> int:
+        """A line longer than MAX_READ never fits in one read: store its start as a warning and move past it."""
+        end = _find_newline(path, job.events_offset + len(head))
+        if end is None:
+            return 0  # still being written: look again next pass
+        title = f"Trainer event too long ({end - job.events_offset} bytes): stored truncated"
+        self._store(db, job, _unreadable(head, title))
+        job.events_offset = end + 1
+        db.commit()
+        return 1
 
     def _store(self, db: Session, job: Job, envelope: dict[str, Any]) -> None:
         payload = job_events.append(db, job.id, self.outbox.redact(job, envelope))
@@ -118,7 +141,7 @@ class Monitor:
         if alive:
             self._enforce_cancel(job)
             return False
-        self._ingest(db, job)  # drain what it wrote before exiting
+        self._drain(db, job)  # what it wrote before exiting decides how it ended
         self._finish(db, job, exit_code)
         self.children.pop(job.id, None)
         return True
@@ -134,20 +157,46 @@ class Monitor:
             launcher.signal_group(job.pid, signal.SIGKILL)
 
     def _finish(self, db: Session, job: Job, exit_code: int | None) -> None:
-        state, reason = _decide(exit_code, job.requested, _last_trainer_status(db, job.id), _last_error(db, job.id))
-        log_tail = self.outbox.redact(job, tail(Path(job.run_dir) / "trainer.log"))
+        state, reason = _decide(exit_code, job.requested, _last_trainer_status(db, job.id), _last_error(db, job.id),
+                                launched=job.pid is not None)
+        log_tail = self.outbox.redact(job, run_control.tail(Path(job.run_dir) / "trainer.log"))
         jobs.transition(db, job.id, state, reason=reason, exit_code=exit_code, log_tail=log_tail)
         db.commit()
         self.signalled.discard(job.id)
+
+
+def _read(path: Path, offset: int, size: int) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(size)
+    except FileNotFoundError:
+        return b""
+
+
+def _find_newline(path: Path, start: int, block: int = 1024 * 1024) -> int | None:
+    """The file position of the first newline at or after `start`, reading a block at a time."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        position = start
+        while data := handle.read(block):
+            found = data.find(b"\n")
+            if found >= 0:
+                return position + found
+            position += len(data)
+    return None
 
 
 def _parse(line: bytes) -> dict[str, Any]:
     try:
         return Event.model_validate_json(line).model_dump(mode="json", exclude_none=True)
     except ValidationError:
-        text = line.decode("utf-8", errors="replace")[:2000]
-        return {"type": "log.message", "severity": "warning", "title": "Unreadable trainer event",
-                "message": text, "data": {}}
+        return _unreadable(line, "Unreadable trainer event")
+
+
+def _unreadable(line: bytes, title: str) -> dict[str, Any]:
+    text = line[:8000].decode("utf-8", errors="replace")[:2000]
+    return {"type": "log.message", "severity": "warning", "title": title, "message": text, "data": {}}
 
 
 def _last_trainer_status(db: Session, job_id: str) -> str | None:
@@ -168,14 +217,14 @@ def _last_error(db: Session, job_id: str) -> str | None:
 
 
 def _decide(exit_code: int | None, requested: str | None, last_status: str | None,
-            last_error: str | None) -> tuple[str, str | None]:
+            last_error: str | None, launched: bool = True) -> tuple[str, str | None]:
     """The final state from the exit code (if we are the parent) or else the trainer's last status."""
     if exit_code is None:
         if last_status in jobs.FINAL:
             return last_status, last_error if last_status == "failed" else None
         if requested == "cancel":
             return "cancelled", "cancelled by request"
-        return "failed", "lost: the trainer ended without reporting a final status (killed, or the machine restarted)"
+        return "failed", LOST if launched else LOST_BEFORE_LAUNCH
     if exit_code == exit_codes.COMPLETED:
         return "completed", None
     if exit_code == exit_codes.STOPPED:
@@ -183,6 +232,13 @@ def _decide(exit_code: int | None, requested: str | None, last_status: str | Non
     if exit_code == exit_codes.CANCELLED or (exit_code < 0 and requested == "cancel"):
         return "cancelled", "cancelled by request"
     if exit_code < 0:
-        return "failed", f"the trainer was killed by {signal.Signals(-exit_code).name}"
+        return "failed", f"the trainer was killed by {_signal_name(-exit_code)}"
     label = exit_codes.NAMES.get(exit_code, f"exit code {exit_code}")
     return "failed", f"{label}: {last_error}" if last_error else label
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # real-time signals (SIGRTMIN+n) have no name in the enum
+        return f"signal {number}"

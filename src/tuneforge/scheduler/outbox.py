@@ -14,10 +14,10 @@ import hmac
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,23 +33,26 @@ THROTTLED = {"training.progress", "validation.image", "log.message"}  # log.mess
 
 
 class Outbox:
-    def __init__(self, session_factory: sessionmaker[Session], workspace: Path, signing_key: bytes) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], signing_key: bytes) -> None:
         self.session_factory = session_factory
-        self.workspace = workspace
         self.signing_key = signing_key
-        self._targets: dict[str, list[WebhookTarget]] = {}
+        self._targets: dict[str, dict[int, WebhookTarget]] = {}
         self._last_sent: dict[tuple[str, int, str], datetime] = {}
 
-    def targets(self, job: Job) -> list[WebhookTarget]:
-        """The job's webhook entries (validated when the job was submitted)."""
+    def targets(self, job: Job) -> dict[int, WebhookTarget]:
+        """The job's webhook entries by their number in its config (validated when the job was submitted). An
+        entry that no longer validates (stored by an older version) is logged and skipped, keeping the others'
+        numbers (delivery rows name their target by number): it must not stop the job's events being stored."""
         if job.id not in self._targets:
-            entries = job.config.get("webhook_config") or []
-            self._targets[job.id] = [WebhookTarget.model_validate(entry) for entry in entries]
+            self._targets[job.id] = {number: target for number, entry in enumerate(_entries(job))
+                                     if (target := _target(job.id, number, entry)) is not None}
         return self._targets[job.id]
 
     def redact(self, job: Job, value: Any) -> Any:
-        """Webhook tokens never reach the event log or the log tail (any JSON value), whatever the trainer printed."""
-        tokens = [t.auth_token for t in self.targets(job) if t.auth_token]
+        """Webhook tokens never reach the event log or the log tail (any JSON value), whatever the trainer printed.
+        Taken from the stored entries themselves, so that the token of a skipped entry is hidden too."""
+        tokens = [entry["auth_token"] for entry in _entries(job)
+                  if isinstance(entry, dict) and isinstance(entry.get("auth_token"), str) and entry["auth_token"]]
         if not tokens:
             return value
         text = json.dumps(value)
@@ -61,24 +64,24 @@ class Outbox:
         """Turn the events past each job's cursor into delivery rows, then move the cursor; returns events seen."""
         seen = 0
         for job in list(db.scalars(select(Job).where(Job.webhook_index < Job.next_index))):
+            if not self.targets(job):  # nothing to send: no need to read its events back
+                seen += job.next_index - job.webhook_index
+                job.webhook_index = job.next_index
+                continue
             events = job_events.since(db, job.id, job.webhook_index, limit=500)
             if not events:
                 continue
-            try:
-                db.add_all([row for payload in events for row in self._deliveries(job, payload)])
-            except Exception:  # one job's unreadable webhook config must not hold up every other job's webhooks
-                log.exception("webhooks of job %s: events %d-%d not sent", job.id, events[0]["index"],
-                              events[-1]["index"])
+            db.add_all([row for payload in events for row in self._deliveries(job, payload)])
             job.webhook_index = events[-1]["index"] + 1
             seen += len(events)
         db.commit()
         return seen
 
     def _deliveries(self, job: Job, payload: dict[str, Any]) -> list[WebhookDelivery]:
-        interval = float(job.config.get("webhook_reporting_interval") or 0)
+        interval = _interval(job)
         return [WebhookDelivery(job_id=job.id, event_index=payload["index"], target=number, status="pending",
                                 attempts=0, next_attempt_at=datetime.now(UTC))
-                for number, target in enumerate(self.targets(job))
+                for number, target in self.targets(job).items()
                 if _wants(target, payload) and self._due(job.id, number, payload, interval)]
 
     def _due(self, job_id: str, number: int, payload: dict[str, Any], interval: float) -> bool:
@@ -101,10 +104,15 @@ class Outbox:
         clients = {verify: httpx.AsyncClient(verify=verify, timeout=10)
                    for verify in {not item["target"].ssl_no_verify for item in due}}
         try:
-            await asyncio.gather(*(self._deliver(item, clients[not item["target"].ssl_no_verify]) for item in due))
+            results = await asyncio.gather(
+                *(self._deliver(item, clients[not item["target"].ssl_no_verify]) for item in due),
+                return_exceptions=True)  # a backstop: one delivery's failure must not end the pass for the others
         finally:
             for client in clients.values():
                 await client.aclose()
+        for item, result in zip(due, results):
+            if isinstance(result, BaseException):
+                log.error("webhook delivery %d failed", item["id"], exc_info=result)
         return len(due)
 
     def _claim_due(self, batch: int) -> list[dict[str, Any]]:
@@ -116,12 +124,12 @@ class Outbox:
             items = []
             for row in db.scalars(query):
                 job = db.get(Job, row.job_id)
-                targets = self.targets(job) if job else []
+                target = self.targets(job).get(row.target) if job else None
                 event = job_events.get(db, row.job_id, row.event_index)
-                if row.target >= len(targets) or event is None:
+                if target is None or event is None:
                     row.status, row.last_error = "failed", "target or event no longer exists"
                     continue
-                items.append({"id": row.id, "attempts": row.attempts, "target": targets[row.target], "event": event})
+                items.append({"id": row.id, "attempts": row.attempts, "target": target, "event": event})
             db.commit()
             return items
 
@@ -133,7 +141,7 @@ class Outbox:
             response = await client.post(str(target.callback_url), content=body, headers=headers)
             if not response.is_success:
                 error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # whatever went wrong is this attempt's failure (a bad URL raises InvalidURL)
             error = f"{type(exc).__name__}: {exc}"[:300]
         await asyncio.to_thread(self._record, item["id"], error)
 
@@ -149,6 +157,28 @@ class Outbox:
                 row.last_error = error
                 row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=min(2**row.attempts, 300))
             db.commit()
+
+
+def _entries(job: Job) -> list[Any]:
+    entries = job.config.get("webhook_config") or []
+    return entries if isinstance(entries, list) else [entries]
+
+
+def _target(job_id: str, number: int, entry: Any) -> WebhookTarget | None:
+    try:
+        return WebhookTarget.model_validate(entry)
+    except ValidationError as exc:  # the message names fields, never their values (a token may be among them)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}"
+                             for e in exc.errors(include_input=False))
+        log.warning("job %s: webhook entry %d is not valid any more and is skipped (%s)", job_id, number, problems)
+        return None
+
+
+def _interval(job: Job) -> float:
+    try:
+        return float(job.config.get("webhook_reporting_interval") or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _chatty(payload: dict[str, Any]) -> bool:

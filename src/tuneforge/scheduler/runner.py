@@ -20,25 +20,33 @@ TICK_SECONDS = 0.25
 
 
 class EventBus:
-    """Listeners wait here for 'something new was stored'; they then read the database themselves."""
+    """Listeners wait here for 'something new was stored'; they then read the database themselves.
+
+    `version` counts the publishes: a listener notes it before reading the database and passes it to `wait`,
+    so that a publish between its read and its wait is not missed."""
 
     def __init__(self) -> None:
         self._condition = asyncio.Condition()
         self.closing = False
+        self.version = 0
 
     async def publish(self) -> None:
         async with self._condition:
+            self.version += 1
             self._condition.notify_all()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float, seen: int | None = None) -> None:
+        """Until the next publish (at once if there was one since version `seen`), or `timeout` seconds."""
         async with self._condition:
+            if seen is not None and self.version != seen:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._condition.wait(), timeout)
 
 
 class Scheduler:
     def __init__(self, session_factory: sessionmaker[Session], workspace: Path, state_dir: Path) -> None:
-        self.outbox = Outbox(session_factory, workspace, _signing_key(state_dir))
+        self.outbox = Outbox(session_factory, _signing_key(state_dir))
         self.monitor = Monitor(session_factory, workspace, self.outbox)
         self.bus = EventBus()
         self._wake = asyncio.Event()
@@ -58,18 +66,23 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
-    async def wait_for_launch(self, job_id: str, timeout: float) -> str:
-        """The job's state once it has left `queued` (or still `queued` after `timeout`)."""
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for_launch(self, job_id: str, timeout: float) -> tuple[str, str | None]:
+        """The job's state and reason once it has left `queued` (or still `queued` after `timeout`). The monitor
+        publishes on the bus when it launches a job (or fails to), so the database is read once per publish."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
-            state = await asyncio.to_thread(self._state_of, job_id)
-            if state != "queued" or asyncio.get_running_loop().time() > deadline:
-                return state
-            await self.bus.wait(0.1)
+            seen = self.bus.version
+            state, reason = await asyncio.to_thread(self._state_of, job_id)
+            left = deadline - loop.time()
+            if state != "queued" or left <= 0:
+                return state, reason
+            await self.bus.wait(left, seen)
 
-    def _state_of(self, job_id: str) -> str:
+    def _state_of(self, job_id: str) -> tuple[str, str | None]:
         with self.monitor.session_factory() as db:
-            return jobs.get(db, job_id).state
+            job = jobs.get(db, job_id)
+            return job.state, job.reason
 
     async def _watch(self) -> None:
         while True:

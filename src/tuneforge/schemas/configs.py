@@ -6,12 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneforge.options.families import FamilyName
+
 
 class EnvironmentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     name: str = Field(max_length=200, description="Folder name: letters, digits, '.', '_', '-'")
-    model_family: Literal["pixart_sigma", "flux"] | None = Field(None, description="Required unless `example`")
+    model_family: FamilyName | None = Field(None, description="Required unless `example`")
     model_flavour: str | None = None
     model_type: Literal["full", "lora"] | None = None
     lora_type: Literal["standard", "lycoris"] | None = None

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import BadRequest, FieldError, Invalid
-from tuneforge.options.spec import write_text_atomic
+from tuneforge.options.registry import no_control_characters
+from tuneforge.options.spec import write_bytes_atomic, write_text_atomic
 from tuneforge.settings import Settings
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RESERVED_NAMES = ("options", "examples")  # GET /api/configs/options|examples would shadow such environments
 CONFIG_FILE = "config.json"
 DATALOADER_FILE = "multidatabackend.json"
 LYCORIS_FILE = "lycoris_config.json"
@@ -24,6 +26,9 @@ def check_name(name: str, what: str = "environment") -> str:
     if not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise BadRequest(f"Invalid {what} name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting "
                          "with a letter or digit, without '..'", [FieldError("name", "invalid name")])
+    if name in RESERVED_NAMES:
+        raise BadRequest(f"Invalid {what} name {name!r}: {' and '.join(RESERVED_NAMES)} are reserved (they are "
+                         "routes of /api/configs); choose another name", [FieldError("name", "reserved name")])
     return name
 
 
@@ -49,22 +54,24 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_with_backup(path: Path, data: Any) -> None:
-    """Replace a file, keeping the previous version next to it as `<name>.bak`."""
+    """Replace a file, keeping the previous version next to it as `<name>.bak` (byte for byte: it may not be
+    UTF-8, and the backup is how a user gets it back)."""
     if path.exists():
-        write_text_atomic(path.with_name(path.name + ".bak"), path.read_text(encoding="utf-8", errors="replace"))
+        write_bytes_atomic(path.with_name(path.name + ".bak"), path.read_bytes())
     write_json(path, data)
 
 
-def inside(path: Path, root: Path) -> bool:
-    return path.resolve().is_relative_to(root.resolve())
-
-
 def resolve_config_file(settings: Settings, value: str, field: str) -> Path:
-    """A file named by a config (dataloader, LyCORIS): relative to config/, `config/…`-prefixed, or absolute.
+    """A file named by a config (dataloader, LyCORIS, webhooks): relative to config/, `config/…`-prefixed, or
+    absolute.
 
     It must resolve (links followed) inside the workspace: a config must not make the server read arbitrary
     files of the machine.
     """
+    try:
+        no_control_characters(value)
+    except ValueError as exc:
+        raise Invalid(f"{field} is not a usable path", [FieldError(field, str(exc))]) from exc
     raw = Path(os.path.expanduser(value.strip()))
     if raw.is_absolute():
         path = raw
@@ -74,11 +81,12 @@ def resolve_config_file(settings: Settings, value: str, field: str) -> Path:
         path = settings.config_dir / raw
         if not path.exists() and (settings.workspace / raw).exists():
             path = settings.workspace / raw
-    if not inside(path, settings.workspace):
+    path = path.resolve()
+    if not path.is_relative_to(settings.workspace.resolve()):
         raise Invalid(f"{field} points outside the workspace",
                       [FieldError(field, f"{value!r} resolves outside the workspace {settings.workspace}: put the "
                                          "file under config/ and give its path relative to config/")])
-    return path.resolve()
+    return path
 
 
 def resolve_data_path(settings: Settings, value: str) -> Path:
@@ -119,12 +127,26 @@ def mask_secrets(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def unmask_secrets(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
-    """A config sent back after a GET carries `***` tokens: keep the stored token of the same callback URL."""
+    """A config sent back after a GET carries `***` tokens: keep the stored token of the same callback URL.
+
+    `***` for a URL without a stored token would silently drop the token: that is refused.
+    """
     key = next((k for k in new if k.lstrip("-") == "webhook_config"), None)
     hooks, stored = new.get(key) if key else None, old.get("--webhook_config")
-    if not isinstance(hooks, list) or not isinstance(stored, list):
+    if not isinstance(hooks, list):
         return new
-    tokens = {h.get("callback_url"): h.get("auth_token") for h in stored if isinstance(h, dict)}
-    restored = [{**h, "auth_token": tokens.get(h.get("callback_url"))}
-                if isinstance(h, dict) and h.get("auth_token") == MASK else h for h in hooks]
+    tokens = {h.get("callback_url"): h.get("auth_token") for h in stored if isinstance(h, dict)} \
+        if isinstance(stored, list) else {}
+    restored = []
+    for index, hook in enumerate(hooks):
+        if isinstance(hook, dict) and hook.get("auth_token") == MASK:
+            token = tokens.get(hook.get("callback_url"))
+            if not token:
+                field = f"--webhook_config[{index}].auth_token"
+                raise Invalid(f"{field}: '{MASK}' stands for a stored token, but none is stored for this "
+                              "callback_url", [FieldError(field, f"'{MASK}' is the masked token of a stored "
+                                                                 "webhook and this callback_url has none: send "
+                                                                 "the real token")])
+            hook = {**hook, "auth_token": token}
+        restored.append(hook)
     return {**new, key: restored}

@@ -144,31 +144,45 @@ def export_environment(settings: Settings, name: str) -> dict[str, Any]:
 def create_environment(settings: Settings, data: EnvironmentCreate) -> dict[str, Any]:
     name = check_name(data.name)
     folder = env_dir(settings, name)
-    if folder.exists():
+    if (folder / CONFIG_FILE).is_file():
         raise Conflict(f"Environment {name!r} already exists: PUT /api/configs/{name} to change it")
     if data.example:
-        files = examples.load_example(data.example, name)
+        files = examples.load_example(data.example)
         _merge_request(files["config"], data)
     else:
-        files = {"config": starter_config(name, data), "dataloader": None, "lycoris": None}
-    config = files["config"]
-    _, options, errors, _ = validation.check_options(settings, config)
-    if errors or options is None:
-        raise Invalid("The environment's settings are invalid", errors)
+        files = {"config": starter_config(data), "dataloader": None, "lycoris": None}
+    checked = validation.check_options(settings, files["config"])
+    options = checked.options
+    if checked.errors or options is None:
+        raise Invalid("The environment's settings are invalid", checked.errors)
     if files["lycoris"] is None and options.model_type == "lora" and options.lora_type == "lycoris":
         files["lycoris"] = STARTER_LYCORIS
-        config["--lycoris_config"] = f"config/{name}/{LYCORIS_FILE}"
-    dataloader = files["dataloader"] or starter_dataloader(name, options.model_family, options.model_flavour)
-    folder.mkdir(parents=True)
-    write_json(folder / DATALOADER_FILE, dataloader)
+    config = files["config"] | environment_paths(name, lycoris=files["lycoris"] is not None)
+    folder.mkdir(parents=True, exist_ok=True)  # a folder without config.json is no environment yet: reuse it
+    _write_new(folder / DATALOADER_FILE,
+               files["dataloader"] or starter_dataloader(name, options.model_family, options.model_flavour))
     if files["lycoris"] is not None:
-        write_json(folder / LYCORIS_FILE, files["lycoris"])
+        _write_new(folder / LYCORIS_FILE, files["lycoris"])
     now = _now()
     write_json(folder / METADATA_FILE, {"description": data.description or files.get("description", ""),
                                         "tags": data.tags or files.get("tags", []), "created_at": now,
                                         "updated_at": now, "example": data.example})
     write_json(folder / CONFIG_FILE, config)  # last: the environment exists once its config does
     return get_environment(settings, name)
+
+
+def environment_paths(name: str, lycoris: bool) -> dict[str, str]:
+    """The options that point at the environment's own files and output folder (an example's point at the example)."""
+    paths = {"--data_backend_config": f"{name}/{DATALOADER_FILE}", "--output_dir": f"output/{name}"}
+    if lycoris:
+        paths["--lycoris_config"] = f"config/{name}/{LYCORIS_FILE}"
+    return paths
+
+
+def _write_new(path: Path, data: Any) -> None:
+    """A file the user already put in the folder is theirs: never replaced by a starter."""
+    if not path.exists():
+        write_json(path, data)
 
 
 def _merge_request(config: dict[str, Any], data: EnvironmentCreate) -> None:
@@ -180,7 +194,7 @@ def _merge_request(config: dict[str, Any], data: EnvironmentCreate) -> None:
             config[names.cli(key)] = getattr(data, key)
 
 
-def starter_config(name: str, data: EnvironmentCreate) -> dict[str, Any]:
+def starter_config(data: EnvironmentCreate) -> dict[str, Any]:
     if data.model_family is None:
         raise BadRequest("model_family is required (pixart_sigma or flux) unless you start from an example",
                          [FieldError("model_family", "required: pixart_sigma or flux")])
@@ -192,8 +206,6 @@ def starter_config(name: str, data: EnvironmentCreate) -> dict[str, Any]:
         config["--lora_type"] = data.lora_type or "standard"
     elif data.lora_type:
         config["--lora_type"] = data.lora_type  # rejected by the registry rules with a clear message
-    config["--data_backend_config"] = f"{name}/{DATALOADER_FILE}"
-    config["--output_dir"] = f"output/{name}"
     return config
 
 
@@ -228,23 +240,21 @@ def replace_config(settings: Settings, name: str, data: ConfigUpdate) -> dict[st
         stored = load_config(settings, name)
     except Invalid:
         stored = {}  # replacing a broken file is how it gets repaired
-    values, options, errors, warnings = validation.check_options(settings, unmask_secrets(data.config, stored))
-    if errors or options is None:
-        summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:3])
-        raise Invalid(f"Invalid configuration: {summary}", errors)
-    dumped = options.model_dump(mode="json", include=set(values))
-    write_with_backup(folder / CONFIG_FILE, names.to_cli({key: dumped[key] for key in values}))
+    checked = validation.check_options(settings, unmask_secrets(data.config, stored))
+    if checked.errors or checked.options is None:
+        summary = "; ".join(f"{e.field}: {e.message}" for e in checked.errors[:3])
+        raise Invalid(f"Invalid configuration: {summary}", checked.errors)
+    write_with_backup(folder / CONFIG_FILE, checked.storable())
     _update_metadata(settings, name, data)
-    return {**get_environment(settings, name), "warnings": [w.as_dict() for w in warnings],
+    return {**get_environment(settings, name), "warnings": [w.as_dict() for w in checked.warnings],
             "message": f"Configuration '{name}' saved"}
 
 
 def save_config(settings: Settings, name: str, values: dict[str, Any]) -> None:
     """Store already-validated options (canonical or `--` keys) as the environment's config, with a backup.
-    For `/api/training/start`, which writes the resolved config into the active environment."""
+    For `/api/training/start`, which writes the options it was given (not the filled-in defaults) back."""
     _existing(settings, name)
-    clean = {names.cli(names.bare(k)): v for k, v in values.items() if not names.is_ignored(k)}
-    write_with_backup(env_dir(settings, name) / CONFIG_FILE, clean)
+    write_with_backup(env_dir(settings, name) / CONFIG_FILE, {names.cli(names.bare(k)): v for k, v in values.items()})
 
 
 def _update_metadata(settings: Settings, name: str, data: ConfigUpdate) -> None:

@@ -1,6 +1,7 @@
 """Deep checks of the datasets a dataloader file names: folders, images, captions, pairs, cache folders.
 
-Reads the file system only; writes nothing. Problems name the dataset and the fix.
+The datasets' paths are already resolved (absolute, defaults filled in). Reads the file system only; writes
+nothing. Problems name the dataset and the fix.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from tuneforge.errors import FieldError
-from tuneforge.options.dataloader import DatasetConfig
+from tuneforge.options.dataloader import IMAGE_SUFFIXES, DatasetConfig
 from tuneforge.options.registry import TrainingOptions
-from tuneforge.services.config_files import resolve_data_path, writable_problem
-from tuneforge.settings import Settings
+from tuneforge.services.config_files import writable_problem
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 IMAGES_OPENED = 20  # enough to catch a folder of broken files without reading a whole dataset
 
 
@@ -26,7 +25,7 @@ def list_images(folder: Path) -> list[Path]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / f for f in files
-                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES)
     return sorted(found)
 
 
@@ -42,8 +41,7 @@ def _sample(paths: list[str]) -> str:
 class DatasetChecker:
     """Collects errors and warnings for one dataloader; `images` maps dataset id → its image files."""
 
-    def __init__(self, settings: Settings, options: TrainingOptions) -> None:
-        self.settings = settings
+    def __init__(self, options: TrainingOptions) -> None:
         self.options = options
         self.errors: list[FieldError] = []
         self.warnings: list[FieldError] = []
@@ -56,7 +54,7 @@ class DatasetChecker:
                 self._check_writable(entry, "cache_dir", entry.cache_dir)
                 continue
             self._check_folder(entry)
-            self._check_writable(entry, "cache_dir_vae", entry.cache_dir_vae or self.options.cache_dir_vae)
+            self._check_writable(entry, "cache_dir_vae", entry.cache_dir_vae)
         by_id = {d.id: d for d in enabled}
         for entry in enabled:
             for link in entry.conditioning_data:
@@ -66,7 +64,7 @@ class DatasetChecker:
 
     def _check_folder(self, entry: DatasetConfig) -> None:
         assert entry.instance_data_dir is not None
-        folder = resolve_data_path(self.settings, entry.instance_data_dir)
+        folder = Path(entry.instance_data_dir)
         field = _field(entry, "instance_data_dir")
         if not folder.is_dir():
             self.errors.append(FieldError(field, f"dataset '{entry.id}': folder {folder} not found; create it "
@@ -77,7 +75,7 @@ class DatasetChecker:
             return
         images = list_images(folder)
         if not images:
-            kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+            kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_SUFFIXES))
             self.errors.append(FieldError(field, f"dataset '{entry.id}': {folder} holds no images ({kinds})"))
             return
         self.images[entry.id] = (folder, images)
@@ -130,7 +128,7 @@ class DatasetChecker:
     def _check_writable(self, entry: DatasetConfig, key: str, value: str | None) -> None:
         if not value:
             return
-        problem = writable_problem(resolve_data_path(self.settings, value))
+        problem = writable_problem(Path(value))
         if problem:
             self.errors.append(FieldError(_field(entry, key), f"dataset '{entry.id}': {problem}; choose a "
                                                               f"writable {key}"))

@@ -41,18 +41,13 @@ def list_examples() -> list[dict[str, Any]]:
     return found
 
 
-def load_example(name: str, env_name: str) -> dict[str, Any]:
-    """The example's files, with paths that name the example rewritten to name the new environment."""
+def load_example(name: str) -> dict[str, Any]:
+    """The example's files; the caller points the paths that name the example at the new environment."""
     folder = _root() / name
     if not name or "/" in name or ".." in name or not (folder / CONFIG_FILE).is_file():
         known = ", ".join(e["name"] for e in list_examples())
         raise NotFound(f"No example named {name!r}; available: {known}")
     config = {names.cli(names.bare(k)): v for k, v in _load(folder, CONFIG_FILE).items()}
-    config["--data_backend_config"] = f"{env_name}/{DATALOADER_FILE}"
-    config["--output_dir"] = f"output/{env_name}"
-    lycoris = _load(folder, LYCORIS_FILE)
-    if lycoris is not None:
-        config["--lycoris_config"] = f"config/{env_name}/{LYCORIS_FILE}"
     meta = _load(folder, META_FILE) or {}
-    return {"config": config, "dataloader": _load(folder, DATALOADER_FILE), "lycoris": lycoris,
+    return {"config": config, "dataloader": _load(folder, DATALOADER_FILE), "lycoris": _load(folder, LYCORIS_FILE),
             "description": meta.get("description", ""), "tags": meta.get("tags", [])}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +20,7 @@ from tuneforge.services import job_events
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
 
+State = Literal["queued", "starting", "running", "completed", "failed", "cancelled", "stopped"]
 ACTIVE = ("queued", "starting", "running")
 LIVE = ("starting", "running")
 FINAL = ("completed", "failed", "cancelled", "stopped")
@@ -53,8 +54,17 @@ def create(db: Session, *, job_id: str, owner: Principal, env_name: str | None, 
     return job
 
 
-def transition(db: Session, job_id: str, to: str, reason: str | None = None, **fields: Any) -> bool:
-    """Move a job to `to` if its current state allows it; False when another actor got there first."""
+def transition(db: Session, job_id: str, to: str, reason: str | None = None, *, expected: str | None = None,
+               **fields: Any) -> bool:
+    """Move a job to `to` if its current state allows it; False when another actor got there first.
+
+    With `expected`, only from that state: for a caller that acts on the state it saw (cancelling a queued job
+    must not cancel the trainer the monitor launched meanwhile)."""
+    sources = _SOURCES[to]
+    if expected is not None:
+        if expected not in sources:
+            raise ValueError(f"a job never goes from {expected} to {to}")
+        sources = (expected,)
     now = datetime.now(UTC)
     if to in FINAL:
         fields.setdefault("finished_at", now)
@@ -62,7 +72,7 @@ def transition(db: Session, job_id: str, to: str, reason: str | None = None, **f
     if to == "starting":
         fields.setdefault("started_at", now)
     result = db.execute(
-        update(Job).where(Job.id == job_id, Job.state.in_(_SOURCES[to])).values(state=to, reason=reason, **fields)
+        update(Job).where(Job.id == job_id, Job.state.in_(sources)).values(state=to, reason=reason, **fields)
     )
     if result.rowcount != 1:
         return False
@@ -90,7 +100,7 @@ def current_or_latest(db: Session) -> Job | None:
     return active(db) or db.scalars(select(Job).order_by(Job.created_at.desc())).first()
 
 
-def list_all(db: Session, limit: int = 100, state: str | None = None) -> list[Job]:
+def list_all(db: Session, limit: int = 100, state: State | None = None) -> list[Job]:
     query = select(Job).order_by(Job.created_at.desc()).limit(limit)
     if state:
         query = query.where(Job.state == state)

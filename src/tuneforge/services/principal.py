@@ -1,4 +1,4 @@
-"""Who is calling: a user (by session or API key) or the local bootstrap admin."""
+"""Who is calling: a user (by session or API key) or the machine's own local admin."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class Principal:
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
 
-    @property
-    def is_local_bootstrap(self) -> bool:
-        return self.method == "local-bootstrap"
+
+# All permissions, no account: requests made on this machine before the first admin exists, and the job that
+# `tuneforge server --env` starts (whoever may start the server may train on it).
+LOCAL_ADMIN = Principal(user_id=None, username="local-admin", permissions=frozenset(Permission),
+                        method="local-bootstrap")

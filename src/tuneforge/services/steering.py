@@ -48,34 +48,37 @@ def target(db: Session, job_id: str | None) -> Job:
 
 
 def stop(db: Session, job: Job, principal: Principal) -> JobAction:
-    jobs.ensure_may_steer(job, principal)
-    _ensure_live(job)
-    run_control.request(Path(job.run_dir), "stop")
+    _ask(job, principal, "stop")
     jobs.request(db, job, "stop")
     db.commit()
     return JobAction(job_id=job.id, status=job.state, message="Stop requested: the trainer checkpoints, then exits")
 
 
 def cancel(db: Session, job: Job, principal: Principal) -> JobAction:
-    jobs.ensure_may_steer(job, principal)
     if job.state == "queued":
-        jobs.transition(db, job.id, "cancelled", reason="cancelled before it started")
-        db.commit()
-        return JobAction(job_id=job.id, status="cancelled", message="Cancelled before it started")
-    _ensure_live(job)
-    run_control.request(Path(job.run_dir), "cancel")
+        jobs.ensure_may_steer(job, principal)
+        if jobs.transition(db, job.id, "cancelled", reason="cancelled before it started", expected="queued"):
+            db.commit()
+            return JobAction(job_id=job.id, status="cancelled", message="Cancelled before it started")
+        db.refresh(job)  # the monitor launched it meanwhile: its trainer is cancelled like any live one
+    _ask(job, principal, "cancel")
     jobs.request(db, job, "cancel")
     db.commit()
     return JobAction(job_id=job.id, status=job.state, message="Cancel requested: the trainer is being terminated")
 
 
 def trigger(job: Job, action: str, principal: Principal) -> JobAction:
-    """Ask for a checkpoint or a validation pass after the next optimizer step (same rights as stopping it)."""
+    """Ask for a checkpoint or a validation pass after the next optimizer step."""
+    _ask(job, principal, action)
+    what = "Checkpoint" if action == "checkpoint" else "Validation"
+    return JobAction(job_id=job.id, status=job.state, message=f"{what} requested after the next optimizer step")
+
+
+def _ask(job: Job, principal: Principal, action: str) -> None:
+    """Every request to a live trainer: the caller may steer this job, it runs, and the request file is written."""
     jobs.ensure_may_steer(job, principal)
     _ensure_live(job)
     run_control.request(Path(job.run_dir), action)
-    what = "Checkpoint" if action == "checkpoint" else "Validation"
-    return JobAction(job_id=job.id, status=job.state, message=f"{what} requested after the next optimizer step")
 
 
 def _ensure_live(job: Job) -> None:

@@ -23,8 +23,8 @@ def submit(db: Session, settings: Settings, principal: Principal, fields: dict[s
     job_id = jobs.new_id()
     report = validation.validate(settings, env=env, overrides=fields, job_id=job_id)
     report.raise_if_invalid()
-    spec, options = report.spec, report.options
-    assert spec is not None and options is not None
+    spec, storable = report.spec, report.storable
+    assert spec is not None and storable is not None
     run_dir = settings.runs_dir / job_id
     spec.write(run_dir / SPEC_FILE)
     try:
@@ -38,5 +38,5 @@ def submit(db: Session, settings: Settings, principal: Principal, fields: dict[s
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if spec.environment:  # as the tutorial says: the resolved settings become the environment's config
-        configs.save_config(settings, spec.environment, options.model_dump(mode="json", exclude_unset=True))
+        configs.save_config(settings, spec.environment, storable)
     return job

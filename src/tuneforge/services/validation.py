@@ -1,7 +1,8 @@
-"""Training-config validation: merge (registry defaults ← environment ← overrides), check deeply, resolve.
+"""Training-config validation: merge (registry defaults ← environment ← overrides), resolve, check deeply.
 
 `validate` returns a `ValidationReport` (errors and warnings per field); `build_run_spec` turns a valid merge
-into the `RunSpec` the trainer reads, or raises `Invalid`.
+into the `RunSpec` the trainer reads, or raises `Invalid`. Every path is resolved once, and the deep checks
+look at the resolved paths: what is checked is what the trainer gets.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tuneforge.errors import ConfigInvalid, FieldError, Invalid, TuneforgeError
 from tuneforge.options import names, rules
 from tuneforge.options.dataloader import DatasetConfig, parse_dataloader
 from tuneforge.options.families import needs_conditioning
-from tuneforge.options.registry import TrainingOptions
+from tuneforge.options.registry import TrainingOptions, with_model_defaults
 from tuneforge.options.spec import RunSpec
 from tuneforge.services import configs
 from tuneforge.services.config_files import (
@@ -28,14 +29,16 @@ from tuneforge.services.dataset_checks import DatasetChecker
 from tuneforge.services.model_checks import check_base_model, looks_local
 from tuneforge.settings import Settings
 
-_PATH_OPTIONS = ("output_dir", "cache_dir_vae", "accelerate_config")
+_CONFIG_FILES = ("data_backend_config", "lycoris_config")  # JSON files the server reads: kept in the workspace
+_DATA_PATHS = ("output_dir", "cache_dir_vae", "accelerate_config")
 
 
 @dataclass
 class ValidationReport:
     errors: list[FieldError] = field(default_factory=list)
     warnings: list[FieldError] = field(default_factory=list)
-    options: TrainingOptions | None = None
+    options: TrainingOptions | None = None  # as given (defaults not filled in)
+    storable: dict[str, Any] | None = None  # what an environment's config.json keeps of them (see CheckedOptions)
     spec: RunSpec | None = None
     environment: str | None = None
 
@@ -49,43 +52,63 @@ class ValidationReport:
             raise ConfigInvalid(f"Validation Failed: {summary}", self.errors, self.warnings)
 
     def effective_config(self) -> dict[str, Any]:
-        """The merged config as `--option` keys, secrets masked (for responses)."""
+        """The merged config with the model defaults, as `--option` keys, secrets masked (for responses)."""
         if self.options is None:
             return {}
-        return mask_secrets(names.to_cli(self.options.model_dump(mode="json")))
+        return mask_secrets(names.to_cli(with_model_defaults(self.options).model_dump(mode="json")))
 
 
-def check_options(settings: Settings, raw: dict[str, Any]) -> tuple[dict[str, Any], TrainingOptions | None,
-                                                                    list[FieldError], list[FieldError]]:
-    """Registry-level checks (names, types, ranges, rules, file paths kept inside the workspace).
+@dataclass
+class CheckedOptions:
+    values: dict[str, Any]  # canonical names → values as given (a webhook file path stays a path)
+    options: TrainingOptions | None
+    errors: list[FieldError]
+    warnings: list[FieldError] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)  # _CONFIG_FILES, resolved inside the workspace
 
-    Returns (canonical values as given, parsed options or None, errors, warnings). Reads no dataset.
+    def storable(self) -> dict[str, Any]:
+        """The given options, typed, as `--option` keys: what an environment's config.json keeps."""
+        assert self.options is not None
+        dumped = self.options.model_dump(mode="json", include=set(self.values))
+        stored = {name: dumped[name] for name in self.values}
+        if _webhook_path(self.values):  # the file is read at each run; its tokens never enter config.json
+            stored["webhook_config"] = self.values["webhook_config"]
+        return names.to_cli(stored)
+
+
+def check_options(settings: Settings, raw: dict[str, Any]) -> CheckedOptions:
+    """Registry-level checks (names, types, ranges, rules, config files kept inside the workspace).
+
+    Reads no dataset; a `--webhook_config` file is read so that its content is checked.
     """
     values, errors = names.canonical(raw)
-    values = _load_webhook_file(settings, values, errors)
-    options, problems = rules.parse(values)
-    errors += problems
-    warnings: list[FieldError] = []
-    if options is not None:
-        rule_errors, warnings = rules.check_rules(options)
-        errors += rule_errors
-        for name in ("data_backend_config", "lycoris_config"):
-            value = getattr(options, name)
-            if value:
-                try:
-                    resolve_config_file(settings, value, names.cli(name))
-                except TuneforgeError as exc:
-                    errors += exc.errors
-    return values, options, errors, warnings
+    options, problems = rules.parse(_with_webhook_file(settings, values, errors))
+    checked = CheckedOptions(values, options, errors + problems)
+    if options is None:
+        return checked
+    rule_errors, checked.warnings = rules.check_rules(options)
+    checked.errors += rule_errors
+    for name in _CONFIG_FILES:
+        value = getattr(options, name)
+        if value:
+            try:
+                checked.files[name] = resolve_config_file(settings, value, names.cli(name))
+            except TuneforgeError as exc:
+                checked.errors += exc.errors
+    return checked
 
 
-def _load_webhook_file(settings: Settings, values: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
-    """`--webhook_config` may name a JSON file (inside the workspace): inline its content."""
+def _webhook_path(values: dict[str, Any]) -> bool:
     value = values.get("webhook_config")
-    if not isinstance(value, str) or not value.strip() or value.strip()[0] in "[{":
+    return isinstance(value, str) and bool(value.strip()) and value.strip()[0] not in "[{"
+
+
+def _with_webhook_file(settings: Settings, values: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
+    """`--webhook_config` may name a JSON file (inside the workspace): the values with its content inlined."""
+    if not _webhook_path(values):
         return values
     try:
-        path = resolve_config_file(settings, value, "--webhook_config")
+        path = resolve_config_file(settings, values["webhook_config"], "--webhook_config")
         if not path.is_file():
             raise Invalid("missing", [FieldError("--webhook_config", f"file {path} not found; send the JSON "
                                                                      "itself or fix the path")])
@@ -96,50 +119,61 @@ def _load_webhook_file(settings: Settings, values: dict[str, Any], errors: list[
 
 
 def merge_sources(settings: Settings, env: str | None, config_file: Path | None,
-                  overrides: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
-    """Environment (or config file) values overlaid with overrides, all as `--option` keys.
+                  overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The environment's (or config file's) values overlaid with overrides, as `--option` keys.
 
-    `env=None` means the active environment, if there is one. A broken environment file raises `Invalid`.
+    An override replaces the base value under any spelling (`--checkpointing_steps` in the environment,
+    `checkpoint_step_interval` in the form). A broken environment or config file raises `Invalid`.
     """
     base: dict[str, Any] = {}
     if config_file is not None:
-        data = read_json(Path(config_file), str(config_file))
-        if not isinstance(data, dict):
+        base = read_json(Path(config_file), str(config_file))
+        if not isinstance(base, dict):
             raise Invalid("The config file must hold a JSON object",
                           [FieldError(str(config_file), "expected a JSON object of options")])
-        base = data
-    else:
-        env = env or configs.active_name(settings)
-        if env is not None:
-            base = configs.load_config(settings, env)
-    merged = {names.cli(names.bare(k)): v for k, v in base.items() if not names.is_ignored(k)}
-    for key, value in (overrides or {}).items():
-        if not names.is_ignored(key):
-            bare = names.bare(key)
-            merged.pop(names.cli(names.aliases().get(bare, bare)), None)  # an alias overrides its canonical
-            merged[names.cli(bare)] = value
-    return merged, env
+    elif env is not None:
+        base = configs.load_config(settings, env)
+    given = {key: value for key, value in (overrides or {}).items() if not names.is_ignored(key)}
+    replaced = {names.canonical_name(key) for key in given}
+    merged = {names.cli(names.bare(k)): v for k, v in base.items()
+              if not names.is_ignored(k) and names.canonical_name(k) not in replaced}
+    return merged | {names.cli(names.bare(k)): v for k, v in given.items()}
 
 
 def validate(settings: Settings, *, env: str | None = None, config_file: Path | None = None,
              overrides: dict[str, Any] | None = None, job_id: str | None = None) -> ValidationReport:
-    """Merge and check everything; the report holds a resolved `spec` when there are no errors."""
-    merged, env_name = merge_sources(settings, env, config_file, overrides)
-    _, options, errors, warnings = check_options(settings, merged)
-    report = ValidationReport(errors, warnings, options, environment=env_name)
-    if options is None:
+    """Merge, resolve and check everything; the report holds the `spec` when there are no errors.
+
+    `env=None` means the active environment, if there is one. A broken environment file is reported like any
+    other problem, so validate and start answer in the same shape.
+    """
+    if config_file is None:
+        env = env or configs.active_name(settings)
+    report = ValidationReport(environment=env)
+    try:
+        merged = merge_sources(settings, env, config_file, overrides)
+    except Invalid as exc:
+        report.errors = exc.errors or [FieldError("config", exc.detail)]
         return report
-    check_base_model(settings, options, report.errors, report.warnings)
-    datasets = _load_datasets(settings, options, report.errors)
+    checked = check_options(settings, merged)
+    report.errors, report.warnings, report.options = checked.errors, checked.warnings, checked.options
+    if checked.options is None:
+        return report
+    report.storable = checked.storable()
+    config = _resolve_options(settings, with_model_defaults(checked.options), checked.files, env, job_id)
+    check_base_model(config, report.errors, report.warnings)
+    datasets = _load_datasets(settings, config, checked.files, report.errors)
     if datasets is not None:
-        checker = DatasetChecker(settings, options)
+        checker = DatasetChecker(config)
         checker.check(datasets)
         report.errors += checker.errors
         report.warnings += checker.warnings
-        _check_conditioning(options, datasets, report)
-    lycoris = _check_files(settings, options, report)
+        _check_conditioning(config, datasets, report)
+    _check_files(config, report)
+    lycoris = _load_lycoris(config, checked.files, report)
     if report.valid and datasets is not None:
-        report.spec = _resolve(settings, options, datasets, lycoris, env_name, job_id)
+        report.spec = RunSpec(job_id=job_id, workspace=settings.workspace, config=config, datasets=datasets,
+                              lycoris=lycoris, environment=env)
     return report
 
 
@@ -152,110 +186,47 @@ def build_run_spec(settings: Settings, *, env: str | None = None, config_file: P
     return report.spec
 
 
-def _load_datasets(settings: Settings, options: TrainingOptions, errors: list[FieldError]) -> list[DatasetConfig] | None:
-    field_name = "--data_backend_config"
-    if not options.data_backend_config:
-        errors.append(FieldError(field_name, "required: set it to the dataloader file, e.g. "
-                                             "my-env/multidatabackend.json (relative to config/)"))
-        return None
-    try:
-        path = resolve_config_file(settings, options.data_backend_config, field_name)
-        if not path.is_file():
-            raise Invalid("missing", [FieldError(field_name, f"file {path} not found; write the dataloader file "
-                                                             "or fix the path (relative to config/)")])
-        return parse_dataloader(read_json(path, field_name))
-    except TuneforgeError as exc:
-        for problem in exc.errors:
-            where = problem.field if problem.field.startswith("--") else f"{field_name}{problem.field}"
-            if problem.field == "dataloader":
-                where = field_name
-            errors.append(FieldError(where, problem.message))
-        return None
-
-
-def _check_conditioning(options: TrainingOptions, datasets: list[DatasetConfig], report: ValidationReport) -> None:
-    linked = any(d.conditioning_data for d in datasets if not d.disabled and d.dataset_type == "image")
-    if needs_conditioning(options.model_family, options.model_flavour) and not linked:
-        report.errors.append(FieldError("--data_backend_config", "Kontext trains on edit/reference pairs: add a "
-                                        "conditioning dataset and name it in the image dataset's "
-                                        "conditioning_data"))
-    elif linked and not needs_conditioning(options.model_family, options.model_flavour):
-        report.warnings.append(FieldError("--data_backend_config", f"conditioning datasets are ignored by "
-                                          f"{options.model_family} {options.model_flavour}"))
-
-
-def _check_files(settings: Settings, options: TrainingOptions, report: ValidationReport) -> dict[str, Any] | None:
-    """Output and cache folders writable; named files present; returns the parsed LyCORIS config."""
-    for name in ("output_dir", "cache_dir_vae"):
-        value = getattr(options, name)
-        problem = writable_problem(resolve_data_path(settings, value)) if value else None
-        if problem:
-            report.errors.append(FieldError(names.cli(name), f"{problem}; choose a writable folder"))
-    if options.accelerate_config and not resolve_data_path(settings, options.accelerate_config).is_file():
-        report.errors.append(FieldError("--accelerate_config", f"file {options.accelerate_config} not found"))
-    for name in ("validation_external_script", "post_checkpoint_script", "post_upload_script"):
-        _check_command(getattr(options, name), name, report)
-    if options.resume_from_checkpoint and options.resume_from_checkpoint != "latest":
-        value = options.resume_from_checkpoint
-        if "/" in value and not resolve_data_path(settings, value).is_dir():
-            report.errors.append(FieldError("--resume_from_checkpoint", f"checkpoint folder {value} not found; use "
-                                            "'latest' or an existing checkpoint"))
-    if options.model_type == "lora" and options.lora_type == "lycoris":
-        return _load_lycoris(settings, options, report)
-    return None
-
-
-def _check_command(command: str | None, name: str, report: ValidationReport) -> None:
-    """A hook whose program is an absolute path that does not exist will fail later: say so now."""
-    program = (command or "").split()[0] if (command or "").strip() else ""
-    if program.startswith("/") and not Path(program).is_file():
-        report.warnings.append(FieldError(names.cli(name), f"program {program} not found on this machine"))
-
-
-def _load_lycoris(settings: Settings, options: TrainingOptions, report: ValidationReport) -> dict[str, Any] | None:
-    field_name = "--lycoris_config"
-    if not options.lycoris_config:
-        report.errors.append(FieldError(field_name, "required for --lora_type=lycoris: point it at a LyCORIS JSON "
-                                                    "file such as config/<env>/lycoris_config.json"))
-        return None
-    try:
-        path = resolve_config_file(settings, options.lycoris_config, field_name)
-        if not path.is_file():
-            raise Invalid("missing", [FieldError(field_name, f"file {path} not found")])
-        data = read_json(path, field_name)
-    except TuneforgeError as exc:
-        report.errors += exc.errors
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("algo"), str):
-        report.errors.append(FieldError(field_name, "must be a JSON object with an 'algo' (e.g. lokr, lora, loha)"))
-        return None
-    return data
-
-
-def _resolve(settings: Settings, options: TrainingOptions, datasets: list[DatasetConfig],
-             lycoris: dict[str, Any] | None, env: str | None, job_id: str | None) -> RunSpec:
-    """Every path made absolute, every default folder filled in."""
-    update: dict[str, Any] = {}
-    for name in _PATH_OPTIONS:
+def _resolve_options(settings: Settings, options: TrainingOptions, files: dict[str, Path], env: str | None,
+                     job_id: str | None) -> TrainingOptions:
+    """Every path made absolute, the default output folder filled in."""
+    update: dict[str, Any] = {name: str(path) for name, path in files.items()}
+    for name in _DATA_PATHS:
         value = getattr(options, name)
         if value:
             update[name] = str(resolve_data_path(settings, value))
     if not options.output_dir:
         update["output_dir"] = str(settings.output_dir / (env or job_id or "default"))
-    for name in ("data_backend_config", "lycoris_config"):
-        value = getattr(options, name)
-        if value:
-            update[name] = str(resolve_config_file(settings, value, names.cli(name)))
     base = options.pretrained_model_name_or_path or ""
     if looks_local(settings, base):
         update["pretrained_model_name_or_path"] = str(resolve_data_path(settings, base))
-    if options.resume_from_checkpoint and "/" in options.resume_from_checkpoint:
+    if options.resume_from_checkpoint and "/" in options.resume_from_checkpoint:  # a path, not a checkpoint name
         update["resume_from_checkpoint"] = str(resolve_data_path(settings, options.resume_from_checkpoint))
-    config = options.model_copy(update=update)
-    vae_root = Path(update.get("cache_dir_vae") or settings.workspace / "cache" / "vae")
-    resolved = [_resolve_dataset(settings, entry, vae_root) for entry in datasets]
-    return RunSpec(job_id=job_id, workspace=settings.workspace, config=config, datasets=resolved,
-                   lycoris=lycoris, environment=env)
+    return options.model_copy(update=update)
+
+
+def _load_datasets(settings: Settings, config: TrainingOptions, files: dict[str, Path],
+                   errors: list[FieldError]) -> list[DatasetConfig] | None:
+    """The dataloader file's datasets, their paths resolved; None after reporting why there are none."""
+    field_name = "--data_backend_config"
+    if not config.data_backend_config:
+        errors.append(FieldError(field_name, "required: set it to the dataloader file, e.g. "
+                                             "my-env/multidatabackend.json (relative to config/)"))
+        return None
+    path = files.get("data_backend_config")
+    if path is None:
+        return None  # outside the workspace: reported by check_options
+    try:
+        if not path.is_file():
+            raise Invalid("missing", [FieldError(field_name, f"file {path} not found; write the dataloader file "
+                                                             "or fix the path (relative to config/)")])
+        datasets = parse_dataloader(read_json(path, field_name))
+    except TuneforgeError as exc:
+        for problem in exc.errors:
+            where = problem.field if problem.field.startswith("--") else f"{field_name}{problem.field}"
+            errors.append(FieldError(field_name if problem.field == "dataloader" else where, problem.message))
+        return None
+    vae_root = Path(config.cache_dir_vae) if config.cache_dir_vae else settings.workspace / "cache" / "vae"
+    return [_resolve_dataset(settings, entry, vae_root) for entry in datasets]
 
 
 def _resolve_dataset(settings: Settings, entry: DatasetConfig, vae_root: Path) -> DatasetConfig:
@@ -269,3 +240,62 @@ def _resolve_dataset(settings: Settings, entry: DatasetConfig, vae_root: Path) -
                                       else vae_root / entry.id)
     return entry.model_copy(update=update)
 
+
+def _check_conditioning(config: TrainingOptions, datasets: list[DatasetConfig], report: ValidationReport) -> None:
+    model = f"{config.model_family} {config.model_flavour}"
+    linked = any(d.conditioning_data for d in datasets if not d.disabled and d.dataset_type == "image")
+    if needs_conditioning(config.model_family, config.model_flavour) and not linked:
+        report.errors.append(FieldError("--data_backend_config", f"{model} trains on edit/reference pairs: add a "
+                                        "conditioning dataset and name it in the image dataset's conditioning_data"))
+    elif linked and not needs_conditioning(config.model_family, config.model_flavour):
+        report.warnings.append(FieldError("--data_backend_config", f"conditioning datasets are ignored by {model}"))
+
+
+def _check_files(config: TrainingOptions, report: ValidationReport) -> None:
+    """Output and cache folders writable; named files and checkpoint folders present (paths are resolved)."""
+    for name in ("output_dir", "cache_dir_vae"):
+        value = getattr(config, name)
+        problem = writable_problem(Path(value)) if value else None
+        if problem:
+            report.errors.append(FieldError(names.cli(name), f"{problem}; choose a writable folder"))
+    if config.accelerate_config and not Path(config.accelerate_config).is_file():
+        report.errors.append(FieldError("--accelerate_config", f"file {config.accelerate_config} not found"))
+    for name in ("validation_external_script", "post_checkpoint_script", "post_upload_script"):
+        _check_command(getattr(config, name), name, report)
+    checkpoint = config.resume_from_checkpoint
+    if checkpoint and Path(checkpoint).is_absolute() and not Path(checkpoint).is_dir():
+        report.errors.append(FieldError("--resume_from_checkpoint", f"checkpoint folder {checkpoint} not found; "
+                                        "use 'latest' or an existing checkpoint"))
+
+
+def _check_command(command: str | None, name: str, report: ValidationReport) -> None:
+    """A hook whose program is an absolute path that does not exist will fail later: say so now."""
+    program = (command or "").split()[0] if (command or "").strip() else ""
+    if program.startswith("/") and not Path(program).is_file():
+        report.warnings.append(FieldError(names.cli(name), f"program {program} not found on this machine"))
+
+
+def _load_lycoris(config: TrainingOptions, files: dict[str, Path],
+                  report: ValidationReport) -> dict[str, Any] | None:
+    """The parsed LyCORIS file for a LyCORIS LoRA, frozen into the spec."""
+    field_name = "--lycoris_config"
+    if config.model_type != "lora" or config.lora_type != "lycoris":
+        return None
+    if not config.lycoris_config:
+        report.errors.append(FieldError(field_name, "required for --lora_type=lycoris: point it at a LyCORIS JSON "
+                                                    "file such as config/<env>/lycoris_config.json"))
+        return None
+    path = files.get("lycoris_config")
+    if path is None:
+        return None  # outside the workspace: reported by check_options
+    try:
+        if not path.is_file():
+            raise Invalid("missing", [FieldError(field_name, f"file {path} not found")])
+        data = read_json(path, field_name)
+    except TuneforgeError as exc:
+        report.errors += exc.errors
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("algo"), str):
+        report.errors.append(FieldError(field_name, "must be a JSON object with an 'algo' (e.g. lokr, lora, loha)"))
+        return None
+    return data

@@ -38,6 +38,15 @@ def _echo(event) -> None:
     sys.stdout.flush()
 
 
+def _echo_errors(event) -> None:
+    """Ranks other than 0 write no events; their failure (with its traceback) must still reach trainer.log."""
+    from tuneforge.events import log_line
+
+    if event.type == "error":
+        sys.stderr.write(log_line(event) + "\n")
+        sys.stderr.flush()
+
+
 def main(run_dir: Path, events=None) -> int:
     """Run the job in `run_dir`; returns the exit code. `events` lets the CLI listen to the same events."""
     from tuneforge.events import EventWriter
@@ -48,8 +57,8 @@ def main(run_dir: Path, events=None) -> int:
         (run_dir / "pid").write_text(f"{os.getpid()}\n")
     if events is None:
         events = EventWriter(run_dir / "events.jsonl", enabled=rank0)
-        if rank0:  # stdout is the run's trainer.log when the server launched us
-            events.add_listener(_echo)
+        # stdout and stderr are the run's trainer.log when the server launched us
+        events.add_listener(_echo if rank0 else _echo_errors)
     try:
         from tuneforge.options.spec import RunSpec
 

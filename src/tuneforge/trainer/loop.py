@@ -33,16 +33,15 @@ def train_loop(run: Run) -> str:
     options, accelerator, events = run.options, run.accelerator, run.events
     rank, world = accelerator.process_index, accelerator.num_processes
     accumulation, batch_size = options.gradient_accumulation_steps, options.train_batch_size
-    epoch, step_in_epoch = divmod(run.global_step, run.steps_per_epoch)
     objective = run.adapter.objective
     last_report, samples_since, time_since = 0.0, 0, time.monotonic()
     events.status("running", f"training from step {run.global_step} to {run.total_steps}",
                   step=run.global_step, total_steps=run.total_steps)
 
     while run.global_step < run.total_steps:
-        batches = epoch_batches(run.prepared, batch_size, run.seed, epoch, rank, world)
+        batches = epoch_batches(run.prepared, batch_size, run.seed, run.epoch, rank, world)
         usable = len(batches) // accumulation * accumulation
-        start = step_in_epoch * accumulation
+        start = run.step_in_epoch * accumulation
         step = run.global_step
 
         def load(index: int):
@@ -63,11 +62,7 @@ def train_loop(run: Run) -> str:
                 with sync:
                     with accelerator.autocast():
                         prediction = run.adapter.predict(run.model, noisy, batch)
-                    loss = F.mse_loss(prediction.float(), noisy.target.float(), reduction="none")
-                    loss = loss.mean(dim=tuple(range(1, loss.ndim)))
-                    if noisy.loss_weight is not None:
-                        loss = loss * noisy.loss_weight
-                    loss = loss.mean()
+                    loss = F.mse_loss(prediction.float(), noisy.target.float())
                     accelerator.backward(loss / accumulation)
                 loss_sum += loss.detach()
             if options.max_grad_norm:
@@ -76,6 +71,7 @@ def train_loop(run: Run) -> str:
             run.scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
             run.global_step += 1
+            run.step_in_epoch += 1
             samples_since += batch_size * accumulation * world
 
             loss_value = accelerator.reduce(loss_sum / accumulation, "mean").item()
@@ -87,7 +83,7 @@ def train_loop(run: Run) -> str:
             if now - last_report >= PROGRESS_EVERY_S or final or run.global_step == 1:
                 speed = samples_since / max(now - time_since, 1e-9)
                 events("training.progress", "Training progress", f"step {run.global_step}/{run.total_steps}",
-                       progress=Progress(step=run.global_step, total_steps=run.total_steps, epoch=epoch + 1,
+                       progress=Progress(step=run.global_step, total_steps=run.total_steps, epoch=run.epoch + 1,
                                          total_epochs=run.total_epochs, loss=loss_value,
                                          learning_rate=learning_rate, samples_per_second=round(speed, 3),
                                          percent=round(100.0 * run.global_step / run.total_steps, 2)))
@@ -99,7 +95,8 @@ def train_loop(run: Run) -> str:
                 return "cancelled"
             interval = options.checkpoint_step_interval
             if "checkpoint" in actions or "stop" in actions or (interval and run.global_step % interval == 0):
-                save_checkpoint(run, "requested" if "checkpoint" in actions else "scheduled")
+                reason = "stop" if "stop" in actions else "requested" if "checkpoint" in actions else "scheduled"
+                save_checkpoint(run, reason)
                 run.control.handled("checkpoint")
             if "stop" in actions:
                 run.control.handled("stop")
@@ -109,6 +106,6 @@ def train_loop(run: Run) -> str:
                 validate(run)
                 run.control.handled("validate")
             if final:
-                break
-        epoch, step_in_epoch = epoch + 1, 0
+                return "completed"
+        run.epoch, run.step_in_epoch = run.epoch + 1, 0
     return "completed"

@@ -16,8 +16,8 @@ from tuneforge.trainer.setup import Run
 
 def _state(run: Run, reason: str) -> dict:
     return {
-        "global_step": run.global_step, "seed": run.seed, "total_steps": run.total_steps,
-        "steps_per_epoch": run.steps_per_epoch, "model_family": run.options.model_family,
+        "global_step": run.global_step, "epoch": run.epoch, "step_in_epoch": run.step_in_epoch,
+        "seed": run.seed, "total_steps": run.total_steps, "model_family": run.options.model_family,
         "model_type": run.options.model_type, "reason": reason, "saved_at": time.time(),
         "job_id": run.spec.job_id,
     }
@@ -32,10 +32,10 @@ def hook_reporter(run: Run):
 def save_checkpoint(run: Run, reason: str) -> Path | None:
     """Save into a temporary folder, mark complete, rename, rotate; then the post-checkpoint hook."""
     accelerator, output_dir, step = run.accelerator, run.output_dir, run.global_step
-    if checkpoints.final_path(output_dir, step).is_dir() and reason == "scheduled":
-        return None  # already saved at this step (e.g. a request and the schedule coincide)
+    if run.last_saved_step == step:
+        return None  # this run already saved (or resumed from) this step, e.g. the last scheduled one
     if run.is_main:
-        temporary = checkpoints.begin(output_dir, step)
+        checkpoints.begin(output_dir, step)
     accelerator.wait_for_everyone()
     temporary = checkpoints.temporary_path(output_dir, step)
     accelerator.save_state(str(temporary))
@@ -53,6 +53,7 @@ def save_checkpoint(run: Run, reason: str) -> Path | None:
             run_hook("post_checkpoint_script", run.options.post_checkpoint_script,
                      context_for(run.options, step, str(final)), background=True, report=hook_reporter(run))
     accelerator.wait_for_everyone()
+    run.last_saved_step = step
     return final
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tuneforge.errors import FieldError, Invalid
 from tuneforge.events import EventWriter
 from tuneforge.models import get_adapter
 from tuneforge.trainer import checkpoints
@@ -13,7 +14,8 @@ from tuneforge.trainer.control import Control
 from tuneforge.trainer.loop import train_loop
 from tuneforge.trainer.outputs import save_checkpoint, save_final
 from tuneforge.trainer.scripts import wait_for_hooks
-from tuneforge.trainer.setup import Run, choose_seed, make_accelerator, prepare_data, prepare_model, prepare_training
+from tuneforge.trainer.setup import (Run, check_supported, choose_seed, make_accelerator, prepare_data, prepare_model,
+                                     prepare_training)
 from tuneforge.trainer.validation import configured as validation_configured, validate
 
 HOOK_WAIT_S = 600.0  # how long the end of a run waits for background hooks (post_checkpoint_script, ...)
@@ -34,6 +36,7 @@ def init_trackers(run: Run) -> None:
 
 def build_run(spec: Any, run_dir: Path | None, events: EventWriter | None = None) -> Run:
     options = spec.config
+    # The one place the output folder is decided: caches default to living inside it too.
     output_dir = Path(options.output_dir or (spec.workspace / "output" / (spec.job_id or "run")))
     accelerator = make_accelerator(options, output_dir)
     if events is None:
@@ -42,14 +45,17 @@ def build_run(spec: Any, run_dir: Path | None, events: EventWriter | None = None
     else:
         events.enabled = events.enabled and accelerator.is_main_process
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    return Run(spec=spec, options=options, output_dir=output_dir, run_dir=run_dir, accelerator=accelerator,
-               events=events, control=Control(run_dir))
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission: the config's problem, not a crash
+            why = "it is a file, not a folder" if output_dir.is_file() else exc.strerror
+            message = f"output_dir: cannot use {output_dir} ({why}); choose another output_dir"
+            raise Invalid(message, [FieldError("output_dir", message)]) from exc
+    return Run(spec=spec, output_dir=output_dir, accelerator=accelerator, events=events, control=Control(run_dir))
 
 
 def weights_checksums(run: Run) -> list[float]:
     """One checksum of the trainable weights per rank: equal values show the replicas stayed in sync."""
-    import torch
 
     total = sum(p.detach().double().sum() for p in run.params).reshape(1).to(run.accelerator.device)
     return [float(x) for x in run.accelerator.gather(total).cpu()]
@@ -62,6 +68,7 @@ def execute(run: Run) -> str:
     options = run.options
     run.events.status("started", f"{options.model_family} {options.model_type} run starting",
                       output_dir=str(run.output_dir))
+    check_supported(options)
     resume = checkpoints.resolve(run.output_dir, options.resume_from_checkpoint)
     run.seed = choose_seed(run, resume)
     run.adapter = get_adapter(options, run.accelerator.device)
@@ -73,8 +80,7 @@ def execute(run: Run) -> str:
     outcome = train_loop(run)
     final = None
     if outcome == "completed":
-        if not checkpoints.final_path(run.output_dir, run.global_step).is_dir():
-            save_checkpoint(run, "final")
+        save_checkpoint(run, "final")
         if validation_configured(options) and run.last_validated_step != run.global_step:
             validate(run)
         final = save_final(run)

@@ -5,9 +5,9 @@ Each stage reports a `lifecycle.stage` event. The result is a `Run` that the ste
 
 from __future__ import annotations
 
-import math
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,9 @@ import torch
 
 from tuneforge.data import plan as data_plan
 from tuneforge.data import prepare as data_prepare
-from tuneforge.errors import Invalid
+from tuneforge.errors import FieldError, Invalid
 from tuneforge.events import EventWriter
-from tuneforge.models import get_adapter
+from tuneforge.models import TRAINABLE_FAMILIES
 from tuneforge.models.lora import apply_lora, lora_config
 from tuneforge.models.precision import is_quantised, quantise
 from tuneforge.trainer import checkpoints
@@ -31,9 +31,7 @@ EMPTY_PROMPT = ""
 @dataclass
 class Run:
     spec: Any
-    options: Any
     output_dir: Path
-    run_dir: Path | None
     accelerator: Any
     events: EventWriter
     control: Control
@@ -46,12 +44,18 @@ class Run:
     scheduler: Any = None
     seed: int = 0
     global_step: int = 0
-    steps_per_epoch: int = 0
+    epoch: int = 0  # where the data stands: epochs differ in length, so global_step alone cannot say
+    step_in_epoch: int = 0
     total_steps: int = 0
     total_epochs: int = 0
     resumed_from: Path | None = None
     last_validated_step: int = -1
+    last_saved_step: int = -1
     losses: list[float] = field(default_factory=list)
+
+    @property
+    def options(self) -> Any:
+        return self.spec.config
 
     @property
     def is_main(self) -> bool:
@@ -80,21 +84,27 @@ def make_accelerator(options: Any, output_dir: Path) -> Any:
     )
 
 
+@contextmanager
 def stage(run: Run, key: str, label: str):
-    """Context manager reporting a stage as running, then completed (or failed)."""
-    from contextlib import contextmanager
+    """Report a stage as running, then completed (or failed); yields a `progress(current, total)` callback."""
+    run.events.stage(key, label, "running")
+    try:
+        yield lambda current, total: run.events.stage(key, label, "running", current, total)
+    except BaseException:
+        run.events.stage(key, label, "failed")
+        raise
+    run.events.stage(key, label, "completed")
 
-    @contextmanager
-    def reporter():
-        run.events.stage(key, label, "running")
-        try:
-            yield lambda current, total: run.events.stage(key, label, "running", current, total)
-        except BaseException:
-            run.events.stage(key, label, "failed")
-            raise
-        run.events.stage(key, label, "completed")
 
-    return reporter()
+def check_supported(options: Any) -> None:
+    """The server accepts options this engine cannot train yet: refuse them before any slow work."""
+    if options.model_family not in TRAINABLE_FAMILIES:
+        message = (f"model_family={options.model_family!r} cannot be trained by this engine yet; "
+                   f"supported: {', '.join(TRAINABLE_FAMILIES)}")
+        raise Invalid(message, [FieldError("model_family", message)])
+    if options.model_type == "lora" and options.lora_type != "standard":
+        message = f"lora_type={options.lora_type!r} cannot be trained by this engine yet; use lora_type=standard"
+        raise Invalid(message, [FieldError("lora_type", message)])
 
 
 def choose_seed(run: Run, resume: Path | None) -> int:
@@ -111,16 +121,13 @@ def prepare_data(run: Run) -> None:
     options, accelerator = run.options, run.accelerator
     rank, world = accelerator.process_index, accelerator.num_processes
     with stage(run, "discovering_data", "Discovering data") as progress:
-        prepared = data_prepare.discover_all(options, run.spec.datasets, progress)
-        for path, reason in prepared.skipped:
-            run.events.log(f"skipped {path}: {reason}", severity="warning", file=path, reason=reason)
+        prepared = data_prepare.discover_all(options, run.spec.datasets, run.output_dir, progress)
         if prepared.warnings:
             run.events.log(f"{len(prepared.warnings)} caption warning(s); first: {prepared.warnings[0]}",
                            severity="warning", warnings=prepared.warnings[:50])
     with stage(run, "caching_latents", "Caching latents") as progress:
-        skipped_before = len(prepared.skipped)
         data_prepare.cache_latents(prepared, run.adapter, rank, world, progress=progress)
-        for path, reason in prepared.skipped[skipped_before:]:
+        for path, reason in prepared.skipped:  # found unusable by discovery or while encoding
             run.events.log(f"skipped {path}: {reason}", severity="warning", file=path, reason=reason)
         accelerator.wait_for_everyone()
         data_prepare.finalize(prepared)
@@ -144,8 +151,6 @@ def prepare_model(run: Run) -> None:
     with stage(run, "loading_model", "Loading model"):
         transformer = run.adapter.load_transformer().to(run.accelerator.device)
         if options.model_type == "lora":
-            if options.lora_type != "standard":
-                raise Invalid("lora_type=lycoris is not implemented yet in the trainer; use standard")
             if is_quantised(options.base_model_precision):
                 quantise(transformer, options.base_model_precision)
             run.lora = lora_config(options.lora_rank, options.lora_alpha, options.lora_dropout,
@@ -164,19 +169,14 @@ def prepare_model(run: Run) -> None:
 
 
 def plan_schedule(run: Run) -> None:
-    options, accelerator = run.options, run.accelerator
-    run.steps_per_epoch = data_plan.steps_per_epoch(
-        run.prepared, options.train_batch_size, run.seed, options.gradient_accumulation_steps,
-        accelerator.num_processes)
-    if run.steps_per_epoch < 1:
+    options = run.options
+    sizes = (run.prepared, options.train_batch_size, run.seed, options.gradient_accumulation_steps,
+             run.accelerator.num_processes)
+    if data_plan.epoch_steps(*sizes, epoch=0) < 1:
         raise Invalid(
             "train_batch_size x gradient_accumulation_steps x processes is larger than the dataset gives in one "
             "epoch; lower them or add images")
-    if options.max_train_steps:
-        run.total_steps = options.max_train_steps
-    else:
-        run.total_steps = options.num_train_epochs * run.steps_per_epoch
-    run.total_epochs = math.ceil(run.total_steps / run.steps_per_epoch)
+    run.total_steps, run.total_epochs = data_plan.schedule(*sizes, options.max_train_steps, options.num_train_epochs)
 
 
 def register_state_hooks(run: Run) -> None:
@@ -197,6 +197,16 @@ def register_state_hooks(run: Run) -> None:
         current = named_trainable()
         if set(saved) != set(current):
             raise checkpoints.ResumeError(f"checkpoint {input_dir} was saved from a different model or LoRA setup")
+        changed = [name for name, param in current.items() if saved[name].shape != param.shape]
+        if changed and run.lora is not None:  # same modules, other sizes: the rank (lora_A is rank x in)
+            rank = next(saved[name].shape[0] for name in saved if "lora_A" in name)
+            raise checkpoints.ResumeError(
+                f"lora_rank: checkpoint {Path(input_dir).name} was trained with lora_rank={rank}, this run has "
+                f"lora_rank={run.options.lora_rank}; resume with lora_rank={rank} or start a fresh run")
+        if changed:
+            raise checkpoints.ResumeError(
+                f"checkpoint {input_dir} was saved from a model of other sizes ({changed[0]}: "
+                f"{tuple(saved[changed[0]].shape)}, this model {tuple(current[changed[0]].shape)})")
         with torch.no_grad():
             for name, param in current.items():
                 param.copy_(saved[name].to(param.device, param.dtype))
@@ -218,6 +228,11 @@ def prepare_training(run: Run, resume: Path | None) -> None:
         register_state_hooks(run)
         if resume is not None:
             accelerator.load_state(str(resume))
-            run.global_step = int(checkpoints.read_state(resume)["global_step"])
+            state = checkpoints.read_state(resume)
+            run.global_step = run.last_saved_step = int(state["global_step"])
+            if "epoch" in state:
+                run.epoch, run.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+            else:  # written before epochs were recorded: exact unless a dataset has probability < 1
+                run.epoch, run.step_in_epoch = divmod(run.global_step, int(state["steps_per_epoch"]))
             run.resumed_from = resume
             run.events.log(f"resumed from {resume.name} at step {run.global_step}", checkpoint=str(resume))

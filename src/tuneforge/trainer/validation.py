@@ -9,17 +9,18 @@ from __future__ import annotations
 import base64
 import io
 import math
-from pathlib import Path
 
 import torch
 from PIL import Image
 
 from tuneforge.events import Image as EventImage
 from tuneforge.trainer import checkpoints
+from tuneforge.trainer.outputs import hook_reporter
 from tuneforge.trainer.scripts import context_for, run_hook
 from tuneforge.trainer.setup import Run
 
-EVENT_IMAGE_MAX_EDGE = 512
+EVENT_IMAGE_MAX_EDGE = 512  # finished validation images in events (full size on disk)
+PREVIEW_MAX_EDGE = 256  # mid-sampling previews: one per sampling step, so they must stay small on the event line
 
 
 def resolutions(options) -> list[tuple[int, int]]:
@@ -61,7 +62,7 @@ def _preview_callback(run: Run, prompt: str, size: tuple[int, int], total: int):
                    data={"step": step, "timestep": float(timestep), "resolution": list(size),
                          "validation_type": "intermediary", "prompt": prompt, "step_label": f"{step}/{total}",
                          "global_step": run.global_step},
-                   images=[EventImage(src=data_uri(picture))])
+                   images=[EventImage(src=data_uri(picture, PREVIEW_MAX_EDGE))])
 
     return callback
 
@@ -117,7 +118,7 @@ def validate(run: Run) -> None:
             context = context_for(options, run.global_step, str(checkpoint) if checkpoint.is_dir() else "")
             run_hook("validation_external_script", options.validation_external_script,
                      context, background=options.validation_external_background,
-                     report=lambda severity, message, data: run.events.log(message, severity=severity, **data))
+                     report=hook_reporter(run))
         run.accelerator.wait_for_everyone()
         return
     if not options.validation_prompt:

@@ -7,7 +7,6 @@ every blocking step runs in the threadpool so the server keeps answering other r
 
 from __future__ import annotations
 
-import errno
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -18,9 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from tuneforge.api.deps import Requires, SettingsDep
+from tuneforge.api.forms import FormFields
 from tuneforge.errors import BadRequest, TooLarge
 from tuneforge.services import datasets
-from tuneforge.services.datasets.multipart import FormStream, parse_small_form
+from tuneforge.services.datasets.multipart import FormStream
+from tuneforge.services.datasets.paths import is_disk_full
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
 from tuneforge.settings import Settings
@@ -31,7 +32,6 @@ Uploader = Annotated[Principal, Requires(Permission.DATASET_UPLOAD)]
 Viewer = Annotated[Principal, Requires(Permission.DATASET_VIEW)]
 
 FEED_BYTES = 1024 * 1024  # hand the parser ~1 MiB at a time: few thread hops, little memory
-SMALL_FORM_BYTES = 64 * 1024
 
 
 class FolderCreated(BaseModel):
@@ -93,14 +93,19 @@ _BINARY = {"type": "string", "format": "binary"}
     response_model=FolderCreated,
     openapi_extra=_form_doc({"parent_path": _PATH_DOC, "folder_name": {"type": "string"}}, ["folder_name"]),
 )
-async def create_folder(request: Request, settings: SettingsDep, _: Uploader) -> dict[str, str]:
+async def create_folder(settings: SettingsDep, _: Uploader, fields: FormFields) -> dict[str, str]:
     """Create a folder under the datasets root (multipart, url-encoded or JSON body); 409 if it exists."""
-    too_large = "This form is larger than {limit} bytes: it takes only a few short fields"
-    body = b"".join([chunk async for chunk in _body(request, SMALL_FORM_BYTES, too_large)])
-    fields = parse_small_form(request.headers.get("content-type"), body)
     return await run_in_threadpool(
-        datasets.create_folder, settings.datasets_root, fields.get("parent_path"), fields.get("folder_name")
+        datasets.create_folder, settings.datasets_root, _text(fields, "parent_path"), _text(fields, "folder_name")
     )
+
+
+def _text(fields: dict[str, Any], name: str) -> str | None:
+    """A field that must be text: a JSON body may send numbers, lists or objects."""
+    value = fields.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    return value
 
 
 @router.post(
@@ -155,7 +160,7 @@ async def _receive(request: Request, settings: Settings, *, zip_mode: bool) -> d
         await run_in_threadpool(form.close)
         return await run_in_threadpool(session.finish)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if is_disk_full(exc):
             raise TooLarge("The disk holding the datasets root is full: free space and upload again") from exc
         raise
     finally:

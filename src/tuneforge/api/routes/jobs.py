@@ -6,14 +6,16 @@ import asyncio
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketException
 from fastapi.responses import StreamingResponse
+from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.websockets import WebSocketDisconnect
 
 from tuneforge.api import streams
 from tuneforge.api.deps import DbSession, Requires, SettingsDep
 from tuneforge.api.forms import FormFields
 from tuneforge.api.routes import training as training_routes
+from tuneforge.errors import NotFound
 from tuneforge.schemas.jobs import (
     CheckpointList,
     EventPage,
@@ -32,7 +34,8 @@ router = APIRouter(tags=["training"])
 Viewer = Annotated[Principal, Requires(Permission.JOB_VIEW_ALL)]
 Submitter = Annotated[Principal, Requires(Permission.JOB_SUBMIT)]
 Steerer = Annotated[Principal, Requires(Permission.JOB_CANCEL_OWN)]
-SinceIndex = Annotated[int, Query(ge=0, description="First event index to return")]
+MAX_INDEX = 2**63 - 1  # the database's largest integer: a larger one cannot even be compared
+SinceIndex = Annotated[int, Query(ge=0, le=MAX_INDEX, description="First event index to return")]
 
 
 @router.post("/api/training/start", status_code=202, response_model=StartResponse,
@@ -43,10 +46,13 @@ async def training_start(request: Request, fields: FormFields, settings: Setting
     scheduler = request.app.state.scheduler
     job_id = await asyncio.to_thread(_submit, request, settings, principal, fields)
     scheduler.wake()
-    state = await scheduler.wait_for_launch(job_id, timeout=5.0)
-    launched = state != "queued"
-    return StartResponse(job_id=job_id, status="running" if launched else "queued", state=state,
-                         message="Training started" if launched else "Training queued")
+    state, reason = await scheduler.wait_for_launch(job_id, timeout=5.0)
+    if state in jobs.LIVE:
+        return StartResponse(job_id=job_id, status="running", state=state, message="Training started")
+    if state == "queued":
+        return StartResponse(job_id=job_id, status="queued", state=state, message="Training queued")
+    # Over already: the launch failed, or someone cancelled it before it started.
+    return StartResponse(job_id=job_id, status=state, state=state, message=f"Training {state}: {reason}")
 
 
 def _submit(request: Request, settings: SettingsDep, principal: Principal, fields: dict) -> str:
@@ -87,8 +93,10 @@ def _page(db: DbSession, job_id: str, since_index: int, limit: int) -> EventPage
 
 
 def _sse_response(request: Request, job_id: str | None, since_index: int, last_event_id: str | None) -> StreamingResponse:
-    if last_event_id and last_event_id.strip().isdigit():
-        since_index = max(since_index, int(last_event_id) + 1)
+    if last_event_id and last_event_id.strip().isdecimal():  # isdigit() would let "²" through to int()
+        since_index = min(max(since_index, int(last_event_id) + 1), MAX_INDEX)
+    # Checked before the response starts: once it has, an error can only cut the stream off.
+    streams.ensure_job(request.app.state.session_factory, job_id)
     scheduler = request.app.state.scheduler
     events = streams.follow(request.app.state.session_factory, scheduler.bus, job_id, since_index)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -110,12 +118,17 @@ def training_stream(request: Request, _: Viewer, since_index: SinceIndex = 0, jo
 
 
 @router.websocket("/api/training/events/stream")
-async def training_events_ws(websocket: WebSocket, _: Viewer, since_index: int = 0, job_id: str | None = None) -> None:
+async def training_events_ws(websocket: WebSocket, _: Viewer, since_index: SinceIndex = 0,
+                             job_id: str | None = None) -> None:
+    try:  # refused before the handshake completes, as a refused login is
+        await asyncio.to_thread(streams.ensure_job, websocket.app.state.session_factory, job_id)
+    except NotFound as exc:
+        raise WebSocketException(code=WS_1008_POLICY_VIOLATION, reason=exc.detail[:120]) from exc
     await websocket.accept()
     scheduler = websocket.app.state.scheduler
     try:
         async for current, event in streams.follow(websocket.app.state.session_factory, scheduler.bus,
-                                                   job_id, max(0, since_index)):
+                                                   job_id, since_index):
             if event:
                 await websocket.send_json({"job_id": current, "event": event})
         await websocket.close()
@@ -149,7 +162,7 @@ def training_checkpoints(db: DbSession, _: Viewer, job_id: str | None = None) ->
 
 
 @router.get("/api/jobs", response_model=JobList)
-def list_jobs(db: DbSession, _: Viewer, state: str | None = None,
+def list_jobs(db: DbSession, _: Viewer, state: jobs.State | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JobList:
     found = [steering.public(job) for job in jobs.list_all(db, limit, state)]
     return JobList(jobs=found, count=len(found))

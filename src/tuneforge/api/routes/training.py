@@ -8,7 +8,6 @@ from fastapi import APIRouter
 
 from tuneforge.api.deps import Requires, SettingsDep
 from tuneforge.api.forms import FormFields
-from tuneforge.errors import FieldError, Invalid
 from tuneforge.services import validation
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
@@ -39,9 +38,6 @@ def validate_config(settings: SettingsDep, _: Annotated[Principal, Requires(Perm
     200 `{"valid": true, "message": "Configuration Valid", "warnings", "config"}` or
     422 `{"valid": false, "message": "Validation Failed", "errors": [{"field", "message"}]}`.
     """
-    try:
-        report = validation.validate(settings, env=env, overrides=fields)
-    except Invalid as exc:  # the environment file itself is broken
-        report = validation.ValidationReport(errors=exc.errors or [FieldError("config", exc.detail)], environment=env)
+    report = validation.validate(settings, env=env, overrides=fields)
     report.raise_if_invalid()
     return valid_body(report)

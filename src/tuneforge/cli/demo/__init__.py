@@ -1,8 +1,10 @@
 """`tuneforge demo`: the whole product working on this machine, in one command.
 
 It starts the real server as a subprocess, builds a tiny random-weight model, uploads a small image dataset and
-drives a short LoRA run purely over the HTTP API (create environment, validate, start, stream events), then says
-where everything landed. Nothing here imports torch at import time: the CLI must stay quick to start.
+drives a short LoRA run over the HTTP API (create environment, validate, start, stream events), then says where
+everything landed. The one file it writes into the workspace itself is the environment's dataloader file (the
+API writes only starter ones); it can, because it runs on the server's machine. Nothing here imports torch at
+import time: the CLI must stay quick to start.
 """
 
 from __future__ import annotations
@@ -11,55 +13,85 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
-from tuneforge.cli.demo import api
-from tuneforge.cli.demo.api import DemoError, api_client, console, print_error
-from tuneforge.cli.demo.environment import ENV_NAME, cancel, start, validate, write_environment
+from tuneforge.cli.client import CliError
+from tuneforge.cli.demo.api import api_client, console
+from tuneforge.cli.demo.environment import ENV_NAME, cancel_unless_final, start, validate, write_environment
 from tuneforge.cli.demo.follow import follow
 from tuneforge.cli.demo.samples import make_model, upload_dataset
-from tuneforge.cli.demo.server import free_port, running_server
+from tuneforge.cli.demo.server import ServerProcess, free_port, running_server
 from tuneforge.cli.demo.summary import summarise
 
 __all__ = ["demo"]
 
 DEFAULT_WORKSPACE = Path("tuneforge-demo")
+MARKER = ".tuneforge-demo"
 
 
 def demo(
-    workspace: Annotated[Path, typer.Option(help="Demo workspace (created if missing)")] = DEFAULT_WORKSPACE,
-    port: Annotated[int | None, typer.Option(help="Port for the demo server (default: a free one)")] = None,
+    workspace: Annotated[Path, typer.Option(
+        file_okay=False, help="Demo workspace: a new or empty folder, or one an earlier demo made")
+    ] = DEFAULT_WORKSPACE,
+    port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Port for the demo server (default or 0: a free one)")] = None,
     steps: Annotated[int, typer.Option(min=1, max=10000, help="Training steps of the tiny LoRA run")] = 30,
 ) -> None:
     """Start a server, upload a sample dataset and train a tiny LoRA over the API, showing every step."""
     workspace = workspace.expanduser().resolve()
     started = time.monotonic()
     try:
-        code = _run(workspace, free_port(port), steps)
-    except DemoError as exc:
-        print_error(exc)
-        raise typer.Exit(exc.code) from None
+        port = free_port(port)  # refused up front: another server on that port could answer /health
+    except OSError as exc:
+        raise CliError(f"Port {port} is not free ({exc.strerror}): pick another --port or leave it out",
+                       code=2) from exc
+    claim_workspace(workspace)
+    try:
+        _run(workspace, port, steps)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted: the demo server was stopped.[/yellow]")
         raise typer.Exit(130) from None
     console.print(f"[dim]Demo finished in {time.monotonic() - started:.0f} s.[/dim]")
-    raise typer.Exit(code)
 
 
-def _run(workspace: Path, port: int, steps: int) -> int:
+def claim_workspace(workspace: Path) -> None:
+    """Create the workspace and mark it as the demo's, or refuse a folder that is not: the demo rewrites
+    config/demo and output/demo and switches the active environment, which must never happen to a real
+    workspace (or to any other folder)."""
+    try:
+        if workspace.is_dir() and not (workspace / MARKER).is_file() and any(workspace.iterdir()):
+            raise CliError(f"{workspace} is not empty and no demo made it (there is no {MARKER} file in it), so "
+                           "the demo would overwrite files there. Pick a new or empty --workspace.", code=2)
+        workspace.mkdir(parents=True, exist_ok=True)
+        (workspace / MARKER).write_text("A `tuneforge demo` workspace: later demos may overwrite config/demo, "
+                                        "output/demo and server.log here and switch the active environment.\n")
+    except OSError as exc:
+        raise CliError(f"Cannot use {workspace} as the demo workspace: {exc}", code=2) from exc
+
+
+def _run(workspace: Path, port: int, steps: int) -> None:
     console.rule("[bold]tuneforge demo")
-    workspace.mkdir(parents=True, exist_ok=True)
-    with running_server(workspace, port) as server, api_client(server.url) as client:
-        model = make_model(workspace)
-        dataset = upload_dataset(client, workspace)
-        output_dir = workspace / "output" / ENV_NAME
-        write_environment(client, workspace, model, dataset, output_dir, steps)
-        validate(client)
-        job_id = start(client)
+    with running_server(workspace, port) as server:
         try:
-            seen = follow(client, server, job_id)
-        except KeyboardInterrupt:
-            cancel(client, job_id)  # the trainer runs in its own session: it would outlive the server
-            raise
-        job = api.call(client, "GET", f"/api/jobs/{job_id}", "reading the job")
-        return summarise(client, server, job, seen)
+            with api_client(server.url) as client:
+                _train(client, server, workspace, steps)
+        except httpx.HTTPError as exc:  # the server died, or stopped answering
+            raise CliError(f"Talking to the demo server failed: {str(exc) or type(exc).__name__} "
+                           f"(log: {server.log_path}, last lines below)", server.log_tail()) from exc
+
+
+def _train(client: httpx.Client, server: ServerProcess, workspace: Path, steps: int) -> None:
+    model = make_model(workspace)
+    dataset = upload_dataset(client)
+    output_dir = workspace / "output" / ENV_NAME
+    write_environment(client, workspace, model, dataset, output_dir, steps)
+    validate(client)
+    job_id = start(client)
+    try:
+        job = follow(client, server, job_id)
+    finally:
+        # Whatever ended the wait (Ctrl-C, a lost stream): the trainer runs in a session of its own and would
+        # outlive the demo's server.
+        cancel_unless_final(client, job_id)
+    summarise(client, server, job)

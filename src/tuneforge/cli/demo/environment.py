@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 from rich.markup import escape
 
-from tuneforge.cli.demo import api
-from tuneforge.cli.demo.api import FINAL_STATES, DemoError, console
+from tuneforge.cli.client import check
+from tuneforge.cli.demo.api import console
+from tuneforge.services.jobs import FINAL
 
 ENV_NAME = "demo"
 VALIDATION_PROMPT = "a red circle on a white background"
@@ -50,9 +51,10 @@ def write_environment(client: httpx.Client, workspace: Path, model: Path, datase
     # The demo runs on the server's machine, so it can.
     dataloader_file = workspace / "config" / ENV_NAME / "multidatabackend.json"
     dataloader_file.write_text(json.dumps(dataloader(workspace, dataset), indent=2) + "\n")
-    api.call(client, "PUT", f"/api/configs/{ENV_NAME}", "saving the environment's settings",
-             json={"name": ENV_NAME, "tags": ["demo"], "config": training_options(model, output_dir, steps)})
-    api.call(client, "POST", f"/api/configs/{ENV_NAME}/activate", "activating the environment")
+    check(client.put(f"/api/configs/{ENV_NAME}", json={"name": ENV_NAME, "tags": ["demo"],
+                                                        "config": training_options(model, output_dir, steps)}),
+          "saving the environment's settings")
+    check(client.post(f"/api/configs/{ENV_NAME}/activate"), "activating the environment")
     if output_dir.exists():  # a fresh run: old checkpoints at the same steps would be kept instead of re-saved
         shutil.rmtree(output_dir)
     console.print(f"[green]✓[/green] Environment '{ENV_NAME}' ready: {steps} steps of LoRA training, "
@@ -62,19 +64,15 @@ def write_environment(client: httpx.Client, workspace: Path, model: Path, datase
 def _ensure_environment(client: httpx.Client) -> None:
     existing = client.get(f"/api/configs/{ENV_NAME}")
     if existing.status_code == 404:
-        api.call(client, "POST", "/api/configs/environments", "creating the environment",
-                 json={"name": ENV_NAME, "model_family": "pixart_sigma", "model_type": "lora",
-                       "description": "tuneforge demo: a tiny LoRA run"})
-    elif not existing.is_success:
-        api.body(existing, "reading the environment")
+        check(client.post("/api/configs/environments", json={
+            "name": ENV_NAME, "model_family": "pixart_sigma", "model_type": "lora",
+            "description": "tuneforge demo: a tiny LoRA run"}), "creating the environment")
+    else:
+        check(existing, "reading the environment")
 
 
 def validate(client: httpx.Client) -> None:
-    response = client.post("/api/training/validate", params={"env": ENV_NAME})
-    if response.status_code == 422:
-        raise DemoError("The environment is not valid:",
-                        api.field_errors(response) or [api.detail(response)], code=2)
-    result = api.body(response, "validating the environment")
+    result = check(client.post("/api/training/validate", params={"env": ENV_NAME}), "validating the environment")
     console.print(f"[green]✓[/green] {result['message']}"
                   + (f" ({len(result['warnings'])} warnings)" if result.get("warnings") else ""))
     for warning in result.get("warnings", []):
@@ -82,20 +80,29 @@ def validate(client: httpx.Client) -> None:
 
 
 def start(client: httpx.Client) -> str:
-    job = api.call(client, "POST", "/api/training/start", "starting training")
+    job = check(client.post("/api/training/start"), "starting training")
     console.print(f"[green]✓[/green] {job['message']}: job [bold]{job['job_id']}[/bold] ({job['state']})")
     return job["job_id"]
 
 
-def cancel(client: httpx.Client, job_id: str) -> None:
-    """Cancel the job and wait (briefly) until it is over, so no trainer keeps running after the demo."""
-    console.print("[yellow]Cancelling the training job…[/yellow]")
+def cancel_unless_final(client: httpx.Client, job_id: str) -> None:
+    """Cancel the job unless it is over, and wait (briefly) until it is: the trainer runs in a session of its own
+    and would outlive the demo's server."""
     try:
+        if _status(client, job_id) in FINAL:
+            return
+        console.print("[yellow]Cancelling the training job…[/yellow]")
         client.post(f"/api/jobs/{job_id}/cancel")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if client.get(f"/api/jobs/{job_id}").json().get("status") in FINAL_STATES:
+        while _status(client, job_id) not in FINAL:
+            if time.monotonic() > deadline:
+                console.print(f"[yellow]Job {job_id} did not end within 30 s of its cancel request.[/yellow]")
                 return
             time.sleep(0.5)
-    except httpx.HTTPError:
-        pass
+    except (httpx.HTTPError, ValueError) as exc:  # ValueError: an answer that is not JSON
+        console.print(f"[yellow]Could not cancel job {job_id} ({escape(str(exc)) or type(exc).__name__}); its "
+                      "trainer may still be running.[/yellow]")
+
+
+def _status(client: httpx.Client, job_id: str) -> str | None:
+    return client.get(f"/api/jobs/{job_id}").json().get("status")

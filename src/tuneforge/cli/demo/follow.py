@@ -5,67 +5,56 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from tuneforge.cli.demo import api
-from tuneforge.cli.demo.api import FINAL_STATES, DemoError, console
-from tuneforge.cli.demo.server import Server
+from tuneforge.cli.client import CliError, check
+from tuneforge.cli.demo.api import console
+from tuneforge.cli.demo.server import ServerProcess
+from tuneforge.services.jobs import FINAL
 
 STREAM_RETRIES = 5
 
 
-@dataclass
-class Seen:
-    """What the event stream told us, for the summary."""
-
-    next_index: int = 0
-    checkpoints: list[str] = field(default_factory=list)
-    validation_images: list[str] = field(default_factory=list)
-    stages: dict[str, str] = field(default_factory=dict)
-
-
-def follow(client: httpx.Client, server: Server, job_id: str) -> Seen:
-    """Render the job's events until it is over; the stream is resumed from the last index if it drops."""
-    seen = Seen()
+def follow(client: httpx.Client, server: ServerProcess, job_id: str) -> dict[str, Any]:
+    """Render the job's events until it is over and return the job; the stream resumes where it dropped."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[loss]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         view = JobView(progress)
-        failures = 0
+        next_index, failures = 0, 0
         while True:
             try:
-                for event in sse_events(client, job_id, seen.next_index):
-                    seen.next_index = event["index"] + 1
-                    view.show(event, seen)
+                for event in sse_events(client, job_id, next_index):
+                    next_index = event["index"] + 1
+                    view.show(event)
                     failures = 0
             except httpx.HTTPError as exc:
                 failures += 1
                 if server.process.poll() is not None:
-                    raise DemoError("The server stopped while training was running", server.log_tail()) from exc
+                    raise CliError("The server stopped while training was running", server.log_tail()) from exc
                 if failures > STREAM_RETRIES:
-                    raise DemoError(f"Lost the event stream {failures} times in a row: {exc}") from exc
+                    raise CliError(f"Lost the event stream {failures} times in a row: {exc}") from exc
                 time.sleep(1.0)
                 continue
             # The stream ends once the job is over and drained; otherwise (e.g. a proxy closed it) resume.
-            if api.call(client, "GET", f"/api/jobs/{job_id}", "reading the job")["status"] in FINAL_STATES:
+            job = check(client.get(f"/api/jobs/{job_id}"), "reading the job")
+            if job["status"] in FINAL:
                 progress.update(view.stage_task, visible=False)
-                return seen
+                return job
 
 
 def sse_events(client: httpx.Client, job_id: str, since: int) -> Iterator[dict[str, Any]]:
     """Events of one SSE connection, from index `since` on."""
-    headers = {"Accept": "text/event-stream", **({"Last-Event-ID": str(since - 1)} if since else {})}
     timeout = httpx.Timeout(10.0, read=60.0)  # the server sends a keep-alive every 15 s
     with client.stream("GET", "/api/training/events/stream", params={"job_id": job_id, "since_index": since},
-                       headers=headers, timeout=timeout) as response:
+                       headers={"Accept": "text/event-stream"}, timeout=timeout) as response:
         if not response.is_success:
             response.read()
-            raise DemoError(f"Opening the event stream failed: {response.status_code}: {api.detail(response)}")
+            check(response, "opening the event stream")  # raises, with the server's detail
         yield from _parse_sse(response.iter_lines())
 
 
@@ -91,25 +80,26 @@ class JobView:
         self.progress = progress
         self.stage_task = progress.add_task("waiting for the trainer", total=None, loss="")
         self.train_task: Any = None
+        self.stages: dict[str, str] = {}  # label -> last status shown
 
     def print(self, text: str) -> None:
         self.progress.console.print(text)
 
-    def show(self, event: dict[str, Any], seen: Seen) -> None:
+    def show(self, event: dict[str, Any]) -> None:
         handler = {
             "lifecycle.stage": self._stage, "training.status": self._status, "training.progress": self._progress,
             "training.checkpoint": self._checkpoint, "training.validation": self._validation,
             "error": self._error, "log.message": self._log,
         }.get(event.get("type", ""))
         if handler:
-            handler(event, seen)
+            handler(event)
 
-    def _stage(self, event: dict[str, Any], seen: Seen) -> None:
+    def _stage(self, event: dict[str, Any]) -> None:
         stage = event.get("stage") or {}
         label, status = stage.get("label", "?"), stage.get("status", "?")
-        if seen.stages.get(label) == status and status != "running":
+        if self.stages.get(label) == status and status != "running":
             return
-        seen.stages[label] = status
+        self.stages[label] = status
         if status == "running":
             total = stage.get("total") or None
             self.progress.update(self.stage_task, description=label, total=total, completed=stage.get("current", 0))
@@ -118,13 +108,13 @@ class JobView:
         else:
             self.print(f"  [{'red' if status == 'failed' else 'yellow'}]{status}[/] {escape(label)}")
 
-    def _status(self, event: dict[str, Any], seen: Seen) -> None:
+    def _status(self, event: dict[str, Any]) -> None:
         data = event.get("data") or {}
         who = "server" if data.get("source") == "server" else "trainer"
         colour = {"error": "red", "warning": "yellow", "success": "green"}.get(event.get("severity", ""), "cyan")
         self.print(f"[{colour}]●[/] {who}: {escape(event.get('message') or event.get('title', ''))}")
 
-    def _progress(self, event: dict[str, Any], seen: Seen) -> None:
+    def _progress(self, event: dict[str, Any]) -> None:
         step = event.get("progress") or {}
         if self.train_task is None:
             self.progress.update(self.stage_task, visible=False)
@@ -133,22 +123,20 @@ class JobView:
         self.progress.update(self.train_task, completed=step.get("step", 0), total=step.get("total_steps"),
                              loss=f"loss {loss:.4f}" if isinstance(loss, (int, float)) else "")
 
-    def _checkpoint(self, event: dict[str, Any], seen: Seen) -> None:
+    def _checkpoint(self, event: dict[str, Any]) -> None:
         checkpoint = event.get("checkpoint") or {}
-        seen.checkpoints.append(checkpoint.get("path", ""))
         self.print(f"  [magenta]■[/magenta] checkpoint at step {checkpoint.get('step')}: "
                    f"{escape(checkpoint.get('path', ''))}")
 
-    def _validation(self, event: dict[str, Any], seen: Seen) -> None:
+    def _validation(self, event: dict[str, Any]) -> None:
         data = event.get("data") or {}
         paths = data.get("paths") or []
-        seen.validation_images += paths
         self.print(f"  [blue]▣[/blue] validation at step {data.get('step')} "
                    f"('{escape(str(data.get('prompt', '')))}'): {escape(', '.join(paths))}")
 
-    def _error(self, event: dict[str, Any], seen: Seen) -> None:
+    def _error(self, event: dict[str, Any]) -> None:
         self.print(f"[red]✗ {escape(event.get('title', 'error'))}: {escape(event.get('message', ''))}[/red]")
 
-    def _log(self, event: dict[str, Any], seen: Seen) -> None:
+    def _log(self, event: dict[str, Any]) -> None:
         if event.get("severity") in ("warning", "error"):
             self.print(f"  [yellow]![/yellow] {escape(event.get('message', ''))}")

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 from rich.markup import escape
 
-from tuneforge.cli.datasets import multipart_body
-from tuneforge.cli.demo import api
-from tuneforge.cli.demo.api import DemoError, console
+from tuneforge.cli.client import CliError, check
+from tuneforge.cli.datasets import ensure_folder, send_all
+from tuneforge.cli.demo.api import console
 
 DATASET_NAME = "demo-shapes"
 MODEL_FOLDER = Path("models") / "tiny-pixart"
@@ -83,26 +83,18 @@ def _draw_shape(draw: Any, shape: str, size: tuple[int, int], colour: tuple[int,
         draw.polygon([(width // 2, box[1]), (box[0], box[3]), (box[2], box[3])], fill=colour)
 
 
-def upload_dataset(client: httpx.Client, workspace: Path) -> Path:
-    """Draw the samples in a temporary folder and upload them over the API; returns the folder on the server."""
+def upload_dataset(client: httpx.Client) -> Path:
+    """Draw the samples in a temporary folder and upload them as `tuneforge datasets upload` does; returns the
+    folder on the server."""
     with tempfile.TemporaryDirectory(prefix="tuneforge-demo-") as temporary:
-        result = _upload(client, draw_samples(Path(temporary)))
+        parts = [("files[]", path.name, path) for path in draw_samples(Path(temporary))]
+        target = ensure_folder(client, DATASET_NAME)  # already there after a previous run: that is fine
+        # "skip": files from a previous run come back unchanged, not renamed copies.
+        result = send_all(client, "/api/datasets/upload", target, "skip", [parts])
     if result["errors"]:
-        raise DemoError("The sample dataset was not fully stored", result["errors"])
-    listing = api.call(client, "GET", "/api/datasets/browse", "listing the dataset", params={"path": DATASET_NAME})
+        raise CliError("The sample dataset was not fully stored", result["errors"])
+    listing = check(client.get("/api/datasets/browse", params={"path": DATASET_NAME}), "listing the dataset")
     console.print(f"[green]✓[/green] Uploaded the sample dataset: {result['files_uploaded']} files sent, "
                   f"{result['files_unchanged']} already there → {escape(listing['path'])} "
                   f"({listing['image_count']} images, {listing['caption_count']} captions)")
-    return Path(result["target_path"] or listing["path"])
-
-
-def _upload(client: httpx.Client, files: list[Path]) -> dict[str, Any]:
-    response = client.post("/api/datasets/folders", data={"parent_path": "", "folder_name": DATASET_NAME})
-    if response.status_code != 409:  # 409: a previous run made it; identical files then come back unchanged
-        api.body(response, "creating the dataset folder")
-    # The same streamed multipart body as `tuneforge datasets upload`.
-    parts = [("files[]", path.name, path) for path in files]
-    content, length, content_type = multipart_body({"target_path": DATASET_NAME, "on_conflict": "skip"}, parts,
-                                                   lambda _: None)
-    return api.call(client, "POST", "/api/datasets/upload", "uploading the sample dataset", content=content,
-                    headers={"Content-Type": content_type, "Content-Length": str(length)})
+    return Path(listing["path"])

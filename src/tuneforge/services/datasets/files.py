@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from tuneforge.services.datasets.kinds import is_image
-from tuneforge.services.datasets.report import UploadReport
+from tuneforge.services.datasets.paths import UnsafeName, is_disk_full
+from tuneforge.services.datasets.report import RENAMED, SKIPPED, UNCHANGED, WRITTEN, UploadReport
 
 TEMP_PREFIX = ".tf-upload-"
 TEMP_SUFFIX = ".part"
@@ -67,12 +68,18 @@ class PendingFile:
 
 
 def image_problem(path: Path) -> str | None:
-    """Why the file is not a decodable image, or None. `verify` reads the structure without decoding pixels."""
+    """Why the file is not a decodable image, or None.
+
+    `verify` checks the structure but decodes no pixels, so a JPEG cut short passes it: the image is then opened
+    again and decoded (`verify` leaves the first one unusable). Both steps run under the decompression-bomb guard.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.verify()
+            with Image.open(path) as image:
+                image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return "image has too many pixels to decode safely"
     except Exception:  # Pillow raises many kinds (OSError, SyntaxError, ValueError, ...) for bad data
@@ -80,46 +87,93 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
-IDENTICAL = "identical"
+CLASH_SKIPPED = "a different file with this name already exists (on_conflict=skip)"
 
 
 class Publisher:
     """Gives each finished file its final name, never replacing an existing file.
 
-    A clash with an identical file keeps the one there (re-running an upload is harmless); a clash with a
-    different file stores the new one as `name (1).ext` ("rename") or skips it ("skip").
+    A clash with an identical file (under the name or any of its `name (n).ext` copies) keeps the one there, so
+    re-running an upload is harmless; a clash with a different file stores the new one as the next free
+    `name (n).ext` ("rename") or skips it ("skip").
     """
 
     def __init__(self, on_conflict: str = "rename") -> None:
         self.on_conflict = on_conflict
-        self._next_suffix: dict[Path, int] = {}  # keeps many clashes on one name linear, not quadratic
+        self._copies: dict[Path, _Copies] = {}
 
-    def publish(self, pending: PendingFile, folder: Path, name: str) -> tuple[Path | None, bool, str | None]:
-        """(final path, renamed, None) when stored, (existing path, False, IDENTICAL) when the same file is there,
-        (None, False, reason) when skipped. Always drops the temp."""
+    def publish(self, pending: PendingFile, folder: Path, name: str) -> tuple[str, Path | None]:
+        """(status, path): WRITTEN or RENAMED with the new file, UNCHANGED with the identical one already there,
+        SKIPPED (on_conflict=skip) with None. Always drops the temp; OSError propagates."""
         pending.close()
         try:
             return self._place(pending, folder / name)
-        except OSError as exc:
-            return None, False, f"could not be stored: {exc.strerror or exc}"
         finally:
             pending.discard()
 
-    def _place(self, pending: PendingFile, wanted: Path) -> tuple[Path | None, bool, str | None]:
+    def _place(self, pending: PendingFile, wanted: Path) -> tuple[str, Path | None]:
         if _link_new(pending.path, wanted):
-            return wanted, False, None
-        if _same_content(wanted, pending):
-            return wanted, False, IDENTICAL
+            return WRITTEN, wanted
+        copies = self._copies.get(wanted)
+        if copies is None:
+            copies = self._copies[wanted] = _Copies(wanted)
+        same = copies.find(pending)
+        if same is not None:
+            return UNCHANGED, same
         if self.on_conflict == "skip":
-            return None, False, "a different file with this name already exists (on_conflict=skip)"
-        stem, ext = PurePosixPath(wanted.name).stem, PurePosixPath(wanted.name).suffix
-        number = self._next_suffix.get(wanted, 1)
+            return SKIPPED, None
         while True:
-            candidate = wanted.with_name(f"{stem} ({number}){ext}")
-            number += 1
+            candidate = copies.next_name()
             if _link_new(pending.path, candidate):
-                self._next_suffix[wanted] = number
-                return candidate, True, None
+                copies.add(candidate, pending)
+                return RENAMED, candidate
+            if _same_content(candidate, pending):  # written by another request meanwhile
+                return UNCHANGED, candidate
+
+
+class _Copies:
+    """A name and its numbered copies (`a.txt`, `a (1).txt`, ...) in one folder, listed once per request.
+
+    Files are hashed only when one of the same size arrives, and each at most once, so a request with many
+    clashes on one name (a zip may repeat a name 100,000 times) stays linear instead of rereading every copy.
+    """
+
+    def __init__(self, wanted: Path) -> None:
+        self._stem, self._ext = PurePosixPath(wanted.name).stem, PurePosixPath(wanted.name).suffix
+        self._folder = wanted.parent
+        self._unhashed: dict[int, list[Path]] = {}  # by size
+        self._hashed: dict[tuple[int, bytes], Path] = {}  # by (size, sha256)
+        self._number = 1
+        self._note(wanted)
+        while self._note(self._numbered(self._number)):
+            self._number += 1
+
+    def find(self, pending: PendingFile) -> Path | None:
+        for path in self._unhashed.pop(pending.size, []):
+            digest = _digest(path)
+            if digest is not None:
+                self._hashed.setdefault((pending.size, digest), path)
+        return self._hashed.get((pending.size, pending.digest))
+
+    def next_name(self) -> Path:
+        self._number += 1
+        return self._numbered(self._number - 1)
+
+    def add(self, path: Path, pending: PendingFile) -> None:
+        self._hashed.setdefault((pending.size, pending.digest), path)
+
+    def _numbered(self, number: int) -> Path:
+        return self._folder / f"{self._stem} ({number}){self._ext}"
+
+    def _note(self, path: Path) -> bool:
+        """Index a file already there (links and folders are never identical); False when the name is free."""
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISREG(info.st_mode):
+            self._unhashed.setdefault(info.st_size, []).append(path)
+        return True
 
 
 def _link_new(source: Path, destination: Path) -> bool:
@@ -141,16 +195,22 @@ def _link_new(source: Path, destination: Path) -> bool:
 def _same_content(path: Path, pending: PendingFile) -> bool:
     try:
         info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size != pending.size:
-            return False
-        digest = hashlib.sha256()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == pending.size and _digest(path) == pending.digest
+
+
+def _digest(path: Path) -> bytes | None:
+    """SHA-256 of a regular file, never through a link; None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as handle:
             while block := handle.read(CHUNK):
                 digest.update(block)
-        return digest.digest() == pending.digest
     except OSError:
-        return False
+        return None
+    return digest.digest()
 
 
 def store(
@@ -163,11 +223,24 @@ def store(
         pending.discard()
         report.skipped(shown, problem)
         return
-    size = pending.size
-    final, renamed, reason = publisher.publish(pending, folder, leaf)
-    if final is None:
-        report.skipped(shown, reason or "not stored")
-    elif reason == IDENTICAL:
-        report.unchanged(shown, final)
+    try:
+        status, path = publisher.publish(pending, folder, leaf)
+    except OSError as exc:
+        report.skipped(shown, refusal(exc))
+        return
+    if path is None:
+        report.skipped(shown, CLASH_SKIPPED)
     else:
-        report.stored(shown, final, size, renamed)
+        report.placed(shown, status, path, pending.size)
+
+
+def refusal(exc: UnsafeName | OSError) -> str:
+    """Why one file was not stored: its name, or the filesystem's answer (a path over PATH_MAX, a permission).
+
+    A full disk is every file's problem, not this one's: it is raised again, to end the request with a 413.
+    """
+    if isinstance(exc, OSError):
+        if is_disk_full(exc):
+            raise exc
+        return f"could not be stored: {exc.strerror or exc}"
+    return str(exc)

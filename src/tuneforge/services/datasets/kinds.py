@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+from tuneforge.options.dataloader import IMAGE_SUFFIXES
+
 CAPTION_SUFFIXES = frozenset({".txt"})
 METADATA_SUFFIXES = frozenset({".json", ".jsonl", ".csv", ".parquet"})
 ALLOWED_SUFFIXES = IMAGE_SUFFIXES | CAPTION_SUFFIXES | METADATA_SUFFIXES

@@ -5,10 +5,8 @@ Fed chunk by chunk as the request body arrives, so no file is ever held whole in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import parse_qsl
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -121,48 +119,3 @@ def _text(raw: bytes, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest(f"The {what} is not valid UTF-8: send names and values as UTF-8") from exc
-
-
-class _FieldsOnly:
-    """A FormHandler for small forms: keeps text fields, refuses files."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def field(self, name: str, value: str) -> None:
-        self.values[name] = value
-
-    def file_begin(self, field: str, filename: str) -> Sink | None:
-        raise BadRequest(f"This endpoint takes no files (got '{field}'): send text fields only")
-
-    def file_end(self) -> None:
-        pass
-
-
-def parse_small_form(content_type: str | None, body: bytes) -> dict[str, str]:
-    """Text fields of a small body sent as multipart, url-encoded form or a JSON object."""
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
-    if kind == "application/json":
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise BadRequest("Malformed JSON body: send valid JSON") from exc
-        if not isinstance(data, dict):
-            raise BadRequest("Send a JSON object of fields")
-        return {str(key): _as_text(value) for key, value in data.items()}
-    if kind == "multipart/form-data":
-        handler = _FieldsOnly()
-        stream = FormStream(content_type, handler)
-        stream.feed(body)
-        stream.close()
-        return handler.values
-    try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
-    except UnicodeDecodeError as exc:
-        raise BadRequest("The form is not valid UTF-8") from exc
-
-
-def _as_text(value: object) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)

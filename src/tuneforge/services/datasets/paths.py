@@ -9,6 +9,8 @@ Two kinds of input:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 from tuneforge.errors import BadRequest, Forbidden, NotFound
 
 MAX_NAME_BYTES = 255  # one path component, as on ext4, xfs, btrfs, NTFS
+MAX_NAME_TOTAL_BYTES = 1024  # a whole uploaded name: leaves room for the root and target under PATH_MAX
+MAX_PATH_BYTES = 4095  # Linux PATH_MAX (4096) counts the closing NUL
 MAX_DEPTH = 32
 MAX_LOCATION_CHARS = 4096
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -63,6 +67,8 @@ def split_name(raw: str) -> list[str]:
         problem = component_problem(part)
         if problem:
             raise UnsafeName(f"'{part}': {problem}")
+    if len("/".join(parts).encode("utf-8", "surrogatepass")) > MAX_NAME_TOTAL_BYTES:
+        raise UnsafeName(f"longer than {MAX_NAME_TOTAL_BYTES} bytes in all")
     return parts
 
 
@@ -83,10 +89,15 @@ def resolve_location(root: Path, raw: str | None, field: str) -> Path:
         raise BadRequest(f"{field} is longer than {MAX_LOCATION_CHARS} characters")
     base = real_root(root)
     text = text.replace("\\", "/")
+    # The filesystem answers an over-long name with ENAMETOOLONG, not "no such folder": refuse it here, as a 400.
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in text.split("/")):
+        raise BadRequest(f"{field} has a folder name longer than {MAX_NAME_BYTES} bytes: no folder can be named so")
     candidate = Path(text) if text.startswith("/") else base / text
     if _DRIVE.match(text):
         candidate = Path("/nonexistent-drive") / text  # a Windows drive is never inside the root
     resolved = Path(os.path.realpath(candidate))
+    if len(os.fsencode(resolved)) > MAX_PATH_BYTES:
+        raise BadRequest(f"{field} is longer than {MAX_PATH_BYTES} bytes once joined to the datasets root")
     if not is_inside(resolved, base):
         raise Forbidden(
             f"{field} must be inside the datasets root {base}: send a path relative to it "
@@ -122,15 +133,31 @@ def display(path: Path, root: Path) -> str:
 def ensure_subfolder(target: Path, parts: list[str]) -> Path:
     """Create `target/parts...` one level at a time and check that no link leads it out of `target`.
 
-    Raises UnsafeName when a part clashes with a file or escapes through a pre-existing link.
+    Raises UnsafeName when a part clashes with a file or escapes through a pre-existing link, and OSError when the
+    filesystem refuses (a full disk, a path over PATH_MAX); either way the folders this call made are removed, so
+    a refused name leaves no empty folders behind.
     """
     folder = target
-    for part in parts:
-        folder = folder / part
-        try:
-            folder.mkdir(exist_ok=True)
-        except FileExistsError as exc:
-            raise UnsafeName(f"'{part}' already exists as a file, not a folder") from exc
-        if folder.is_symlink() or not is_inside(Path(os.path.realpath(folder)), target):
-            raise UnsafeName(f"folder '{part}' is a link; links are not followed")
+    created: list[Path] = []
+    try:
+        for part in parts:
+            folder = folder / part
+            try:
+                folder.mkdir()
+                created.append(folder)
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise UnsafeName(f"'{part}' already exists as a file, not a folder") from None
+            if folder.is_symlink() or not is_inside(Path(os.path.realpath(folder)), target):
+                raise UnsafeName(f"folder '{part}' is a link; links are not followed")
+    except (OSError, UnsafeName):
+        for made in reversed(created):
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
     return folder
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """A full disk or quota is the whole request's problem (413), not one file's."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

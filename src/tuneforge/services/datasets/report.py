@@ -33,12 +33,12 @@ class UploadReport:
     target: Path | None = None
     results: list[FileResult] = field(default_factory=list)
 
-    def stored(self, name: str, path: Path, size: int, renamed: bool) -> None:
-        reason = f"a different file named '{name}' already exists" if renamed else None
-        self.results.append(FileResult(name, RENAMED if renamed else WRITTEN, reason, display(path, self.root), size))
-
-    def unchanged(self, name: str, path: Path) -> None:
-        self.results.append(FileResult(name, UNCHANGED, "an identical file already exists", display(path, self.root)))
+    def placed(self, name: str, status: str, path: Path, size: int) -> None:
+        """A file stored (WRITTEN, RENAMED) or found already there (UNCHANGED: nothing written, size 0)."""
+        reason = {RENAMED: f"a different file named '{name}' already exists",
+                  UNCHANGED: "an identical file already exists"}.get(status)
+        written = 0 if status == UNCHANGED else size
+        self.results.append(FileResult(name, status, reason, display(path, self.root), written))
 
     def skipped(self, name: str, reason: str) -> None:
         self.results.append(FileResult(name, SKIPPED, reason))

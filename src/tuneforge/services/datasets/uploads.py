@@ -22,6 +22,7 @@ from tuneforge.services.datasets.files import (
     TEMP_SUFFIX,
     PendingFile,
     Publisher,
+    refusal,
     store,
 )
 from tuneforge.services.datasets.multipart import Sink
@@ -134,20 +135,21 @@ class UploadSession:
         assert self.target is not None
         try:
             folder = ensure_subfolder(self.target, parts[:-1])
-        except UnsafeName as exc:
+            if pending.path.parent != folder:
+                pending.move_to(folder)
+        except (UnsafeName, OSError) as exc:
             pending.discard()
-            self.report.skipped(shown, str(exc))
+            self.report.skipped(shown, refusal(exc))
             return
-        if pending.path.parent != folder:
-            pending.move_to(folder)
         store(pending, folder, parts[-1], shown, publisher, self.report)
 
     def _staging(self) -> Path:
         """A hidden folder in the root (same filesystem, so moving out of it is a rename)."""
         folder = self.root / STAGING_DIR
-        folder.mkdir(mode=0o700, exist_ok=True)
-        if folder.is_symlink():
-            raise BadRequest(f"{folder} must be a plain folder, not a link")
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+        if folder.is_symlink() or not folder.is_dir():  # a link would put uploads (and the chmod) elsewhere
+            raise BadRequest(f"{folder} must be a plain folder, not a link or a file: remove it")
         os.chmod(folder, 0o700)
         return folder
 

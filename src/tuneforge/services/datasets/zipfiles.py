@@ -1,9 +1,10 @@
 """Zip extraction that a hostile archive cannot abuse.
 
-Before anything is written the archive is judged from its own records: the entry count from the end record (so a
-200,000-entry zip is refused without parsing 200,000 headers), then the declared sizes (total and per-entry
-compression ratio). Entries are then extracted one by one through the same checks as uploaded files: safe names,
-allowed types, decodable images, never a link, never an overwrite.
+Before anything is written the archive is judged from its own records: the entry count (from the end record, then
+by counting the central-directory records ourselves, so a 200,000-entry zip is refused without `zipfile` parsing
+200,000 headers), then the declared sizes (total, whole-archive and per-entry compression ratio). Entries are then
+extracted one by one through the same checks as uploaded files: safe names, allowed types, decodable images, never
+a link, never an overwrite.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from tuneforge.errors import BadRequest, TooLarge
 from tuneforge.services.datasets import kinds
-from tuneforge.services.datasets.files import CHUNK, PendingFile, Publisher, store
+from tuneforge.services.datasets.files import CHUNK, PendingFile, Publisher, refusal, store
 from tuneforge.services.datasets.paths import UnsafeName, ensure_subfolder, split_name
 from tuneforge.services.datasets.report import UploadReport
 
@@ -27,6 +28,7 @@ _CD_BYTES_PER_ENTRY = 1024  # generous: a central-directory record is 46 bytes p
 _EOCD = struct.Struct("<4s4H2LH")
 _EOCD64_LOCATOR = struct.Struct("<4sLQL")
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL = struct.Struct("<4s24x3H12x")  # a central-directory record: signature, then name/extra/comment lengths
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError)
 
 
@@ -39,75 +41,100 @@ class ZipLimits:
 
 def extract(zip_path: Path, target: Path, limits: ZipLimits, publisher: Publisher, report: UploadReport) -> None:
     """Extract the archive at `zip_path` into `target`, entry by entry; raises before writing if over a limit."""
-    entries, directory_size = end_record(zip_path)
-    _check_count(entries, directory_size, limits)
+    entries, directory_end, directory_size = end_record(zip_path)
+    _check_count(f"{entries}", entries, directory_size, limits)
+    counted = count_records(zip_path, directory_end, directory_size, limits.max_entries + 1)
+    _check_count(f"more than {limits.max_entries}", counted, 0, limits)  # what zipfile would really parse
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise BadRequest(f"The file is not a readable zip archive ({exc}): check it with 'unzip -t'") from exc
     with archive:
         infos = archive.infolist()
-        _check_count(len(infos), 0, limits)
-        _check_sizes(infos, limits, target)
+        _check_sizes(infos, limits, zip_path.stat().st_size, target)
         for info in infos:
             if not info.is_dir():
                 _extract_entry(archive, info, target, publisher, report)
 
 
-def end_record(zip_path: Path) -> tuple[int, int]:
-    """(entry count, central directory size) from the end-of-archive record (zip64 aware)."""
+def end_record(zip_path: Path) -> tuple[int, int, int]:
+    """(declared entry count, where the central directory ends, its size) from the end-of-archive records.
+
+    Read the way `zipfile` reads them (a zip64 end record sits right before its locator, which sits right before
+    the end record), so that the directory counted here is the one `zipfile` will parse.
+    """
     size = zip_path.stat().st_size
     with zip_path.open("rb") as handle:
-        tail_length = min(size, _EOCD.size + 0xFFFF + _EOCD64_LOCATOR.size)
+        tail_length = min(size, _EOCD.size + 0xFFFF + _EOCD64_LOCATOR.size + _EOCD64.size)
         handle.seek(size - tail_length)
         tail = handle.read(tail_length)
-        at = tail.rfind(b"PK\x05\x06")
-        if at < 0 or at + _EOCD.size > len(tail):
-            raise BadRequest("The file is not a zip archive (no end-of-archive record): send a .zip file")
-        record = _EOCD.unpack_from(tail, at)
-        entries, directory_size, directory_offset = record[4], record[5], record[6]
-        if entries != 0xFFFF and 0xFFFFFFFF not in (directory_size, directory_offset):
-            return entries, directory_size
-        return _zip64_end_record(handle, tail[max(0, at - _EOCD64_LOCATOR.size):at])
-
-
-def _zip64_end_record(handle: object, locator: bytes) -> tuple[int, int]:
-    if len(locator) != _EOCD64_LOCATOR.size or not locator.startswith(b"PK\x06\x07"):
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        raise BadRequest("The file is not a zip archive (no end-of-archive record): send a .zip file")
+    record = _EOCD.unpack_from(tail, at)
+    end = size - tail_length + at
+    locator = at - _EOCD64_LOCATOR.size
+    if locator < 0 or tail[locator:at][:4] != b"PK\x06\x07":
+        return record[4], end, record[5]
+    zip64 = locator - _EOCD64.size
+    if zip64 < 0 or tail[zip64:locator][:4] != b"PK\x06\x06":
         raise BadRequest("Corrupt zip archive: the zip64 end record is missing")
-    offset = _EOCD64_LOCATOR.unpack(locator)[2]
-    handle.seek(offset)  # type: ignore[attr-defined]
-    raw = handle.read(_EOCD64.size)  # type: ignore[attr-defined]
-    if len(raw) != _EOCD64.size or not raw.startswith(b"PK\x06\x06"):
-        raise BadRequest("Corrupt zip archive: the zip64 end record is unreadable")
-    record = _EOCD64.unpack(raw)
-    return record[7], record[8]
+    record64 = _EOCD64.unpack_from(tail, zip64)
+    return record64[7], end - _EOCD64_LOCATOR.size - _EOCD64.size, record64[8]
 
 
-def _check_count(entries: int, directory_size: int, limits: ZipLimits) -> None:
+def count_records(zip_path: Path, directory_end: int, directory_size: int, stop: int) -> int:
+    """How many central-directory records the archive really holds, counted up to `stop`.
+
+    The end record's count is only a claim: a zip that says 5 entries may hold 2 million records, and `zipfile`
+    would parse every one (hundreds of MB, tens of seconds) before `infolist()` could be counted. Walking the
+    46-byte fixed headers, skipping each record's name, extra field and comment, costs a read and a seek each.
+    """
+    position = directory_end - directory_size
+    if position < 0:
+        raise BadRequest("Corrupt zip archive: the central directory starts before the file")
+    count = 0
+    with zip_path.open("rb") as handle:
+        while position < directory_end and count < stop:
+            handle.seek(position)
+            header = handle.read(_CENTRAL.size)
+            if len(header) < _CENTRAL.size or not header.startswith(b"PK\x01\x02"):
+                raise BadRequest("Corrupt zip archive: the central directory is damaged; check it with 'unzip -t'")
+            _, name, extra, comment = _CENTRAL.unpack(header)
+            position += _CENTRAL.size + name + extra + comment
+            count += 1
+    return count
+
+
+def _check_count(shown: str, entries: int, directory_size: int, limits: ZipLimits) -> None:
     if entries > limits.max_entries or directory_size > limits.max_entries * _CD_BYTES_PER_ENTRY:
         raise TooLarge(
-            f"The zip has {entries} entries, over the limit of {limits.max_entries} "
+            f"The zip has {shown} entries, over the limit of {limits.max_entries} "
             "(setting TUNEFORGE_ZIP_MAX_ENTRIES): split it into smaller archives"
         )
 
 
-def _check_sizes(infos: list[zipfile.ZipInfo], limits: ZipLimits, target: Path) -> None:
+def _check_sizes(infos: list[zipfile.ZipInfo], limits: ZipLimits, archive_size: int, target: Path) -> None:
     total = sum(info.file_size for info in infos)
     if total > limits.max_uncompressed_bytes:
         raise TooLarge(
             f"The zip expands to {total} bytes, over the limit of {limits.max_uncompressed_bytes} "
             "(setting TUNEFORGE_ZIP_MAX_UNCOMPRESSED_BYTES): split it into smaller archives"
         )
+    _check_ratio("The zip", total, archive_size, limits)  # 2,000 entries of 1 MiB - 1 zeros: each passes alone
     for info in infos:
-        if info.file_size > RATIO_FLOOR and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            raise TooLarge(
-                f"Zip entry '{info.filename}' expands {info.file_size // max(info.compress_size, 1)} times, over "
-                f"the ratio limit of {limits.max_ratio} (setting TUNEFORGE_ZIP_MAX_RATIO): this looks like a zip "
-                "bomb; nothing was extracted"
-            )
+        _check_ratio(f"Zip entry '{info.filename}'", info.file_size, info.compress_size, limits)
     free = shutil.disk_usage(target).free
     if total > free:
         raise TooLarge(f"The zip expands to {total} bytes but only {free} bytes are free under the datasets root")
+
+
+def _check_ratio(what: str, expanded: int, packed: int, limits: ZipLimits) -> None:
+    if expanded > RATIO_FLOOR and expanded > limits.max_ratio * max(packed, 1):
+        raise TooLarge(
+            f"{what} expands {expanded // max(packed, 1)} times, over the ratio limit of {limits.max_ratio} "
+            "(setting TUNEFORGE_ZIP_MAX_RATIO): this looks like a zip bomb; nothing was extracted"
+        )
 
 
 def entry_problem(info: zipfile.ZipInfo) -> str | None:
@@ -127,16 +154,11 @@ def _extract_entry(
 ) -> None:
     name = info.filename
     try:
-        reason = entry_problem(info) or _junk(name)
-        parts = split_name(name) if reason is None else []
-        reason = reason or kinds.rejection(parts[-1])
-        folder = target if reason else ensure_subfolder(target, parts[:-1])
-    except UnsafeName as exc:
-        reason = str(exc)
-    if reason:
-        report.skipped(name, reason)
+        folder, leaf = _entry_place(info, target)
+        pending = PendingFile(folder)
+    except (UnsafeName, OSError) as exc:
+        report.skipped(name, refusal(exc))
         return
-    pending = PendingFile(folder)
     try:
         with archive.open(info) as source:
             while block := source.read(CHUNK):
@@ -148,7 +170,19 @@ def _extract_entry(
     except BaseException:
         pending.discard()
         raise
-    store(pending, folder, parts[-1], name, publisher, report)
+    store(pending, folder, leaf, name, publisher, report)
+
+
+def _entry_place(info: zipfile.ZipInfo, target: Path) -> tuple[Path, str]:
+    """The folder an entry goes to (created if needed) and its file name; UnsafeName says why it is skipped."""
+    problem = entry_problem(info) or _junk(info.filename)
+    if problem:
+        raise UnsafeName(problem)
+    parts = split_name(info.filename)
+    problem = kinds.rejection(parts[-1])
+    if problem:
+        raise UnsafeName(problem)
+    return ensure_subfolder(target, parts[:-1]), parts[-1]
 
 
 def _junk(name: str) -> str | None:
