@@ -45,7 +45,7 @@ from tuneforge.services import job_events, jobs
 from tuneforge.services.principal import Principal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from webhook_receiver import Receiver  # noqa: E402 - the tests' real receiver
+from webhook_receiver import Receiver
 
 MIB = 1024 * 1024
 PAGE = 500
@@ -208,7 +208,8 @@ def bench_delivery(folder: Path, count: int, receiver: Receiver) -> None:
     elapsed = time.perf_counter() - started
     delivered = count_deliveries(pipeline, "delivered")
     left = rows - delivered
-    print(f"delivery  {delivered}/{rows} rows delivered ({len(receiver.deliveries)} POSTs received) in {passes} passes, "
+    received = len(receiver.deliveries)
+    print(f"delivery  {delivered}/{rows} rows delivered ({received} POSTs received) in {passes} passes, "
           f"{elapsed:.2f} s = {delivered / elapsed:,.0f} deliveries/s" + (f"; {left} not delivered" if left else ""))
     pipeline.engine.dispose()
 

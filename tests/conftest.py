@@ -109,3 +109,18 @@ def tiny_pixart(tmp_path_factory) -> Path:
     from tuneforge.models.tiny import make_tiny_model
 
     return make_tiny_model("pixart_sigma", tmp_path_factory.mktemp("models") / "tiny-pixart")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory) -> Path:
+    """A random-weight Flux.1 dev pipeline folder (guidance embedding), built once per test session."""
+    from tuneforge.models.tiny import make_tiny_model
+
+    return make_tiny_model("flux", tmp_path_factory.mktemp("models") / "tiny-flux")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_schnell(tmp_path_factory) -> Path:
+    from tuneforge.models.tiny import make_tiny_model
+
+    return make_tiny_model("flux", tmp_path_factory.mktemp("models") / "tiny-flux-schnell", flavour="schnell")

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import psutil
+
 from engine_helpers import write_images
 
 DATALOADER = "config/multidatabackend-once.json"

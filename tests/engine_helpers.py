@@ -1,4 +1,4 @@
-"""Shared helpers of the engine tests: small image folders, run specs, runs in this process (the tiny model is in conftest)."""
+"""Shared helpers of the engine tests: small image folders, run specs, runs in this process (tiny models: conftest)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def write_images(folder: Path, count: int, sizes=((64, 64), (96, 64), (64, 96)),
 
 
 def make_spec(root: Path, model: Path, data: Path | None = None, datasets: list[dict] | None = None,
-              **options: Any):
-    """A RunSpec for a tiny run; `options` override the defaults below."""
+              lycoris: dict | None = None, **options: Any):
+    """A RunSpec for a tiny run; `options` override the defaults below; `lycoris` makes it a LyCORIS run."""
     from tuneforge.options.dataloader import DatasetConfig
+    from tuneforge.options.lycoris import LycorisConfig
     from tuneforge.options.registry import TrainingOptions
     from tuneforge.options.spec import RunSpec
 
@@ -36,6 +37,8 @@ def make_spec(root: Path, model: Path, data: Path | None = None, datasets: list[
         resolution=64, resolution_type="pixel", validation_step_interval=0, validation_num_inference_steps=3,
         validation_resolution="64x64",
     )
+    if lycoris is not None:
+        defaults["lora_type"] = "lycoris"
     defaults.update(options)
     if datasets is None:
         datasets = [
@@ -44,7 +47,8 @@ def make_spec(root: Path, model: Path, data: Path | None = None, datasets: list[
             {"id": "text", "dataset_type": "text_embeds", "default": True, "cache_dir": str(root / "cache" / "text")},
         ]
     return RunSpec(workspace=root, job_id=root.name, config=TrainingOptions(**defaults),
-                   datasets=[DatasetConfig(**d) for d in datasets])
+                   datasets=[DatasetConfig(**d) for d in datasets],
+                   lycoris=LycorisConfig(**lycoris) if lycoris is not None else None)
 
 
 def write_run_dir(root: Path, spec) -> Path:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text, update
 from starlette.testclient import TestClient
+from tests.conftest import ADMIN
 
-from tests.conftest import ADMIN, LOCAL
+from tuneforge.api.app import create_app
 from tuneforge.db.models import ApiKey
 from tuneforge.settings import Settings
-from tuneforge.api.app import create_app
 
 
 def login(client, username=ADMIN["username"], password=ADMIN["password"], **extra):
@@ -135,10 +135,12 @@ def test_expired_key_is_refused(app, admin_client):
 
 
 def test_garbage_credentials(admin_client, anonymous):
-    for headers in ({"X-API-Key": "st_short"}, {"X-API-Key": "x" * 5000}, {"Authorization": "Bearer " + "st_" + "a" * 32}):
+    wrong = ({"X-API-Key": "st_short"}, {"X-API-Key": "x" * 5000}, {"Authorization": "Bearer " + "st_" + "a" * 32})
+    for headers in wrong:
         response = anonymous.get("/api/cloud/auth/me", headers=headers)
         assert response.status_code == 401, headers
-    bad = anonymous.post("/api/cloud/auth/api-keys", json={"name": ""}, headers={"X-API-Key": admin_client.headers["X-API-Key"]})
+    key = {"X-API-Key": admin_client.headers["X-API-Key"]}
+    bad = anonymous.post("/api/cloud/auth/api-keys", json={"name": ""}, headers=key)
     assert bad.status_code == 422
     long_name = anonymous.post("/api/cloud/auth/api-keys", json={"name": "n" * 101},
                                headers={"X-API-Key": admin_client.headers["X-API-Key"]})

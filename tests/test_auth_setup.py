@@ -5,9 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from starlette.testclient import TestClient
-
 from tests.conftest import ADMIN, LOCAL
 from tests.serverproc import start_server
+
 from tuneforge.services import setup
 
 

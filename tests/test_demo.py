@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from serverproc import free_port, start_server
 from typer.testing import CliRunner
 
+from serverproc import free_port, start_server
 from tuneforge.cli.main import app
 
 pytestmark = pytest.mark.e2e

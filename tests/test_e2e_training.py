@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
+from websockets.sync.client import connect
+
 from e2e_support import (
     all_events,
     as_multipart,
@@ -25,10 +28,8 @@ from e2e_support import (
     wait_final,
     wait_for,
 )
-from safetensors.torch import load_file
 from serverproc import ServerProcess, free_port, start_server
 from webhook_receiver import Receiver
-from websockets.sync.client import connect
 
 ADMIN = {"email": "admin@example.com", "username": "admin", "password": "admin-password-12"}
 LORA_FILE = "pytorch_lora_weights.safetensors"
@@ -250,7 +251,8 @@ def test_server_restart_mid_training_loses_no_event_or_webhook(tmp_path, tiny_pi
                 assert steps == sorted(set(steps)), "no progress event stored twice or out of order"
                 trainer_lines = events_file.read_text().splitlines()
                 assert len(trainer_lines) == len([e for e in events if e.get("data", {}).get("source") != "server"])
-                wanted = {f"{job_id}:{e['index']}" for e in events if e["type"] in ("training.status", "lifecycle.stage")}
+                wanted = {f"{job_id}:{e['index']}" for e in events
+                          if e["type"] in ("training.status", "lifecycle.stage")}
                 # At least once: a delivery cut off by the first server's shutdown may be sent again.
                 wait_for(lambda: wanted <= {d.event_id for d in receiver.accepted()}, 60, "webhooks of both lives")
         finally:

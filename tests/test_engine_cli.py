@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engine_helpers import write_images
 from typer.testing import CliRunner
 
+from engine_helpers import write_images
 from tuneforge.cli.main import app
-from tuneforge.cli.train import new_events
-from tuneforge.events import make
+from tuneforge.events import make, read_new_events
 
 
 def _environment(root, model: str) -> None:
@@ -68,9 +67,9 @@ def test_events_are_followed_from_a_byte_offset(tmp_path):
     path = tmp_path / "events.jsonl"
     first, second = (make("log.message", f"line {i}").to_json().encode() + b"\n" for i in (1, 2))
     path.write_bytes(first + second[:10])  # the trainer is in the middle of writing the second line
-    events, offset = new_events(path, 0)
+    events, offset = read_new_events(path, 0)
     assert [e.title for e in events] == ["line 1"] and offset == len(first)
     with open(path, "ab") as handle:
         handle.write(second[10:])
-    events, offset = new_events(path, offset)
+    events, offset = read_new_events(path, offset)
     assert [e.title for e in events] == ["line 2"] and offset == len(first + second)

@@ -9,8 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from types import SimpleNamespace
 
 import torch
-from engine_helpers import make_spec, write_images
 
+from engine_helpers import make_spec, write_images
 from tuneforge.data import prepare
 from tuneforge.data.buckets import TooSmall, plan_image
 from tuneforge.data.plan import epoch_batches
@@ -33,7 +33,7 @@ def test_second_run_encodes_nothing_and_a_changed_caption_is_reencoded(tmp_path,
     assert (first.encoded_latents, first.encoded_texts) == (5, 6)
     second, adapter = _prepare(spec)
     assert (second.encoded_latents, second.encoded_texts) == (0, 0)
-    assert adapter.text_encoder is None and adapter.vae is None  # complete caches load no encoder
+    assert adapter.t5 is None and adapter.vae is None  # complete caches load no encoder
     (data / "img002.txt").write_text("a brand new caption")
     third, _ = _prepare(spec)
     assert (third.encoded_latents, third.encoded_texts) == (0, 1)
@@ -101,3 +101,16 @@ def test_epoch_plan_is_deterministic_and_respects_repeats(tmp_path, tiny_pixart)
     assert [[s.path for s in b] for b in one] != [[s.path for s in b] for b in epoch_batches(prepared, 2, 3, 1, 0, 1)]
     ranks = [epoch_batches(prepared, 2, 3, 0, r, 2) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 3
+
+
+def test_the_trainer_reads_the_images_validation_counts(tmp_path):
+    """One lister for both sides: hidden files (`._a.png`, `.thumbs/`) are neither counted nor trained on."""
+    from tuneforge.data.discovery import discover
+    from tuneforge.options.dataloader import DatasetConfig, list_images
+
+    data = write_images(tmp_path / "data", 2)
+    write_images(data / ".thumbs", 1)
+    (data / "._img000.png").write_bytes((data / "img000.png").read_bytes())
+    found = discover(DatasetConfig(id="d", instance_data_dir=str(data)))
+    assert [item.path.name for item in found.items] == ["img000.png", "img001.png"]
+    assert [p.name for p in list_images(data)] == ["img000.png", "img001.png"]

@@ -11,10 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from engine_helpers import make_spec, read_events, run_in_process, write_images
 
+from engine_helpers import make_spec, read_events, run_in_process, write_images
+from tuneforge import runfolder
 from tuneforge.errors import Invalid
-from tuneforge.trainer import exit_codes
 from tuneforge.trainer.__main__ import classify
 
 RECORDER = """\
@@ -161,7 +161,7 @@ def test_wandb_without_api_key_runs_offline(tmp_path, tiny_pixart, monkeypatch):
 
 def test_classify_out_of_memory_and_invalid():
     assert classify(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) == (
-        exit_codes.OUT_OF_MEMORY, "Out of memory")
-    assert classify(torch.OutOfMemoryError())[0] == exit_codes.OUT_OF_MEMORY == 5
-    assert classify(Invalid("bad value"))[0] == exit_codes.INVALID_CONFIG
-    assert classify(RuntimeError("boom")) == (exit_codes.FAILED, "Training failed")
+        runfolder.OUT_OF_MEMORY, "Out of memory")
+    assert classify(torch.OutOfMemoryError())[0] == runfolder.OUT_OF_MEMORY == 5
+    assert classify(Invalid("bad value"))[0] == runfolder.INVALID_CONFIG
+    assert classify(RuntimeError("boom")) == (runfolder.FAILED, "Training failed")

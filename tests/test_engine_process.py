@@ -14,9 +14,9 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
-from engine_helpers import make_spec, read_events, run_in_process, write_images, write_run_dir
 
-from tuneforge.trainer import checkpoints, exit_codes
+from engine_helpers import make_spec, read_events, run_in_process, write_images, write_run_dir
+from tuneforge import runfolder
 
 pytestmark = pytest.mark.e2e
 
@@ -52,10 +52,10 @@ def test_killed_trainer_leaves_only_complete_checkpoints(tmp_path, tiny_pixart):
             process.kill()
     output = tmp_path / "out"
     named = [p for p in output.iterdir() if p.name.startswith("checkpoint-")]
-    assert named and all((p / checkpoints.STATE_FILE).is_file() for p in named)
+    assert named and all((p / runfolder.CHECKPOINT_STATE_FILE).is_file() for p in named)
     assert all((p / "trainable.safetensors").is_file() and (p / "optimizer.bin").is_file() for p in named)
-    latest = checkpoints.resolve(output, "latest")
-    step = checkpoints.read_state(latest)["global_step"]
+    latest = runfolder.find_checkpoint(output, "latest")
+    step = runfolder.checkpoint_state(latest)["global_step"]
     spec.config.resume_from_checkpoint = "latest"
     spec.config.max_train_steps = step + 2
     outcome, run = run_in_process(tmp_path, spec)
@@ -83,25 +83,27 @@ def test_a_save_that_fails_midway_leaves_no_checkpoint_resume_would_pick(tmp_pat
         signal.signal(signal.SIGXFSZ, handler)
     assert (output / ".checkpoint-2.tmp").is_dir()  # the failure did land inside the second save
     assert sorted(p.name for p in output.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
-    assert checkpoints.resolve(output, "latest") == output / "checkpoint-1"
+    assert runfolder.find_checkpoint(output, "latest") == output / "checkpoint-1"
 
 
-def test_two_process_accelerate_run_agrees_across_ranks(tmp_path, tiny_pixart):
+def test_two_process_accelerate_run_agrees_across_ranks(tmp_path, tiny_flux):
+    """A LyCORIS network on Flux: the network lives inside the prepared transformer, so DDP keeps it in sync."""
     data = write_images(tmp_path / "data", 8)
-    spec = make_spec(tmp_path, tiny_pixart, data, max_train_steps=6, train_batch_size=2, num_processes=2,
-                     checkpoint_step_interval=3)
+    spec = make_spec(tmp_path, tiny_flux, data, model_family="flux", max_train_steps=6, train_batch_size=2,
+                     num_processes=2, checkpoint_step_interval=3,
+                     lycoris={"algo": "lokr", "linear_dim": 4, "linear_alpha": 4, "factor": 4})
     run_dir = write_run_dir(tmp_path, spec)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "tuneforge.trainer", str(run_dir)]
     result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=240)
-    assert result.returncode == exit_codes.COMPLETED, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == runfolder.COMPLETED, result.stdout[-3000:] + result.stderr[-3000:]
     events = read_events(run_dir)
     assert sum(e["type"] == "training.status" and e["data"]["status"] == "started" for e in events) == 1
     final = events[-1]
     assert final["data"]["status"] == "completed"
     sums = final["data"]["weights_checksums"]
     assert len(sums) == 2 and sums[0] == sums[1]
-    state = json.loads((tmp_path / "out" / "checkpoint-6" / checkpoints.STATE_FILE).read_text())
+    state = json.loads((tmp_path / "out" / "checkpoint-6" / runfolder.CHECKPOINT_STATE_FILE).read_text())
     assert state["global_step"] == 6
     assert (tmp_path / "out" / "checkpoint-6" / "random_states_1.pkl").is_file()  # both ranks saved their RNG

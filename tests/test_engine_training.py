@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from engine_helpers import make_spec, read_events, run_in_process, trainable, write_images
 
-from tuneforge.trainer import checkpoints
+from engine_helpers import make_spec, read_events, run_in_process, trainable, write_images
+from tuneforge import runfolder
 
 
 def test_loss_falls_on_a_fixed_batch(tmp_path, tiny_pixart):
@@ -60,8 +60,8 @@ def test_resume_after_stop_is_bit_exact(tmp_path, tiny_pixart, uninterrupted):
     outcome, run = run_in_process(root, spec, stop_after_first_checkpoint)
     assert outcome == "stopped" and run.global_step == 5
     assert not (root / "run" / "control" / "stop").exists()  # handled requests are deleted
-    assert [p.name for _, p in checkpoints.valid_checkpoints(run.output_dir)] == ["checkpoint-4", "checkpoint-5"]
-    assert checkpoints.read_state(run.output_dir / "checkpoint-5")["reason"] == "stop"
+    assert [p.name for _, p in runfolder.checkpoints(run.output_dir)] == ["checkpoint-4", "checkpoint-5"]
+    assert runfolder.checkpoint_state(run.output_dir / "checkpoint-5")["reason"] == "stop"
 
     spec.config.resume_from_checkpoint = "latest"
     outcome, resumed = run_in_process(root, spec)
@@ -153,7 +153,7 @@ def test_checkpoints_rotate_and_events_report_progress(tmp_path, tiny_pixart):
                      validation_preview=True, validation_preview_steps=2)
     outcome, run = run_in_process(tmp_path, spec)
     assert outcome == "completed"
-    assert [p.name for _, p in checkpoints.valid_checkpoints(run.output_dir)] == ["checkpoint-4", "checkpoint-6"]
+    assert [p.name for _, p in runfolder.checkpoints(run.output_dir)] == ["checkpoint-4", "checkpoint-6"]
     events = read_events(tmp_path / "run")
     types = [e["type"] for e in events]
     assert types[0] == "training.status" and events[-1]["data"]["status"] == "completed"

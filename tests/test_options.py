@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import typing
 
 import pytest
 
 from tuneforge.errors import Invalid
 from tuneforge.options import names, rules
+from tuneforge.options.capabilities import FAMILIES
 from tuneforge.options.dataloader import parse_dataloader
-from tuneforge.options.families import FAMILIES
 from tuneforge.options.registry import TrainingOptions, with_model_defaults
 from tuneforge.options.spec import RunSpec
 
@@ -108,7 +107,10 @@ def test_paths_with_control_characters_name_the_field():
 def test_families_know_their_pipelines_and_edit_models():
     assert FAMILIES["flux"].pipeline_classes == ("FluxPipeline", "FluxKontextPipeline")
     assert [f.name for f in FAMILIES["flux"].flavours.values() if f.needs_conditioning] == ["kontext"]
-    assert typing.get_args(TrainingOptions.model_fields["model_family"].annotation) == tuple(FAMILIES)
+    assert TrainingOptions.model_json_schema()["properties"]["model_family"]["enum"] == list(FAMILIES)
+    _, problems = parse({"model_family": "flx"})
+    assert "unknown model family 'flx'" in fields(problems)["--model_family"]
+    assert "did you mean 'flux'" in fields(problems)["--model_family"]
 
 
 def test_rules():
@@ -121,7 +123,8 @@ def test_rules():
     assert "use one of" in errors_of(model_family="flux", model_flavour="900M-1024-v0.6")["--model_flavour"]
     assert "exactly one" in errors_of(model_family="flux", num_train_epochs=0)["--num_train_epochs"]
     assert "num_train_epochs=0" in errors_of(model_family="flux", max_train_steps=10)["--num_train_epochs"]
-    assert "--hub_model_id" in errors_of(model_family="flux", push_to_hub=True)
+    assert "not built into tuneforge" in errors_of(model_family="flux", push_to_hub=True)["--push_to_hub"]
+    assert "--post_checkpoint_script" in errors_of(model_family="flux", post_upload_script="x")["--post_upload_script"]
     assert "--validation_external_script" in errors_of(model_family="flux", validation_method="external-script")
 
 

@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from alembic.migration import MigrationContext
 from sqlalchemy import BigInteger, text
-
 from tests.webhook_receiver import Receiver
+
+from tuneforge import runfolder
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import migrate, upgrade_to_head
 from tuneforge.db.models import Job, WebhookDelivery
 from tuneforge.events import make
 from tuneforge.scheduler.monitor import LOST, LOST_BEFORE_LAUNCH, MAX_READ, Monitor, _decide
 from tuneforge.scheduler.outbox import Outbox
-from tuneforge.scheduler.runner import EventBus
 from tuneforge.services import job_events, jobs, steering
+from tuneforge.services.notify import EventBus
 from tuneforge.services.principal import LOCAL_ADMIN
-from tuneforge.trainer import exit_codes
 
 
 @pytest.fixture
@@ -155,7 +155,8 @@ def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
         db.execute(text("INSERT INTO job_events (job_id, \"index\", type, severity, payload, created_at) VALUES "
                         "('old', 0, 'training.status', 'info', '{\"index\": 0}', '2026-01-01 00:00:00')"))
         db.execute(text("INSERT INTO webhook_deliveries (job_id, event_index, target, status, attempts, "
-                        "next_attempt_at, created_at) VALUES ('old', 0, 0, 'delivered', 1, '2026-01-01', '2026-01-01')"))
+                        "next_attempt_at, created_at) "
+                        "VALUES ('old', 0, 0, 'delivered', 1, '2026-01-01', '2026-01-01')"))
         db.commit()
     migrate(engine, "head")
     with factory() as db:
@@ -265,13 +266,13 @@ def test_an_over_long_event_line_is_stored_truncated_and_skipped(session_factory
     (None, "cancel", "running", None, True, ("cancelled", "cancelled by request")),
     (None, None, "running", None, True, ("failed", LOST)),
     (None, None, None, None, False, ("failed", LOST_BEFORE_LAUNCH)),
-    (exit_codes.COMPLETED, None, None, None, True, ("completed", None)),
-    (exit_codes.STOPPED, "stop", None, None, True, ("stopped", "stopped by request")),
-    (exit_codes.CANCELLED, "cancel", None, None, True, ("cancelled", "cancelled by request")),
+    (runfolder.COMPLETED, None, None, None, True, ("completed", None)),
+    (runfolder.STOPPED, "stop", None, None, True, ("stopped", "stopped by request")),
+    (runfolder.CANCELLED, "cancel", None, None, True, ("cancelled", "cancelled by request")),
     (-signal.SIGTERM, "cancel", None, None, True, ("cancelled", "cancelled by request")),
     (-signal.SIGKILL, None, None, None, True, ("failed", "the trainer was killed by SIGKILL")),
     (-40, None, None, None, True, ("failed", "the trainer was killed by signal 40")),  # a real-time signal
-    (exit_codes.OUT_OF_MEMORY, None, None, "CUDA out of memory", True, ("failed", "out_of_memory: CUDA out of memory")),
+    (runfolder.OUT_OF_MEMORY, None, None, "CUDA out of memory", True, ("failed", "out_of_memory: CUDA out of memory")),
     (77, None, None, None, True, ("failed", "exit code 77")),
 ])
 def test_decide(exit_code, requested, last_status, last_error, launched, expected):

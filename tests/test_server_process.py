@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from tests.serverproc import free_port, start_server
+
 from tuneforge.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,8 @@ def test_tutorial_auth_flow_against_real_server(workspace):
             admin = {"email": "admin@example.com", "username": "admin", "password": "your-secure-password"}
             assert http.post("/api/cloud/auth/setup/first-admin", json=admin).status_code == 201
         with server.client() as http:  # a fresh cookie jar, like curl -c cookies.txt
-            assert http.post("/api/cloud/auth/login", json={"username": "admin", "password": admin["password"]}).is_success
+            login = {"username": "admin", "password": admin["password"]}
+            assert http.post("/api/cloud/auth/login", json=login).is_success
             key = http.post("/api/cloud/auth/api-keys", json={"name": "automation-key"}).json()["key"]
             researcher = {"email": "researcher@example.com", "username": "researcher", "password": "their-password",
                           "level_names": ["researcher"]}

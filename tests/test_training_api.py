@@ -7,10 +7,10 @@ import os
 import sys
 
 import pytest
-from e2e_support import as_multipart, prepare_workspace, run_fields
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from e2e_support import as_multipart, prepare_workspace, run_fields
 from tuneforge.api.app import create_app
 from tuneforge.scheduler import launcher
 from tuneforge.services import jobs

@@ -163,13 +163,17 @@ def test_local_base_model_folder_must_match_family(local_client, workspace, fast
     (folder / "model_index.json").write_text(json.dumps(index))
     problems = errors_of(local_client.post("/api/training/validate", data={**fast, field: str(folder)}))
     assert "lacks transformer, vae" in problems[field] and "safety_checker" not in problems[field]
-    (folder / "transformer").mkdir()
-    (folder / "vae").mkdir()
+    for component in ("transformer", "vae", "text_encoder", "tokenizer"):
+        (folder / component).mkdir()
+    problems = errors_of(local_client.post("/api/training/validate", data={**fast, field: str(folder)}))
+    assert "lacks scheduler" in problems[field]  # what training loads, even when model_index.json omits it
+    (folder / "scheduler").mkdir()
     response = local_client.post("/api/training/validate", data={**fast, field: "models/tiny"})
     assert response.status_code == 200, response.text
     assert response.json()["config"][field] == "models/tiny"
 
 
+@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_active_environment_is_merged_and_form_overrides_it(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
@@ -180,6 +184,7 @@ def test_active_environment_is_merged_and_form_overrides_it(local_client, worksp
     assert "--learning_rate" in problems
 
 
+@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_kontext_pairs_must_match_by_name(local_client, workspace):
     kontext_data(workspace, reference_stems=["shoe", "lamp"])
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
@@ -194,6 +199,7 @@ def test_kontext_pairs_must_match_by_name(local_client, workspace):
     assert "chair" in warnings_of(response)["--data_backend_config[kontext-reference].instance_data_dir"]
 
 
+@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_kontext_without_conditioning_and_bad_lycoris(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
@@ -219,9 +225,10 @@ def test_viewer_may_validate(make_user, local_client, fast):
     assert viewer.post("/api/training/validate", data=fast).status_code == 200
 
 
+@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_build_run_spec_resolves_every_path(settings, workspace):
-    from tuneforge.services import configs
     from tuneforge.schemas.configs import EnvironmentCreate
+    from tuneforge.services import configs
 
     kontext = {k: v for k, v in KONTEXT_ENV.items()}
     configs.create_environment(settings, EnvironmentCreate(**kontext))
@@ -286,6 +293,7 @@ def test_control_characters_in_a_dataloader_path(local_client, workspace, fast):
     assert "control character" in problems["--data_backend_config[0].instance_data_dir"], problems
 
 
+@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_a_form_overrides_the_environment_under_any_spelling(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
@@ -348,6 +356,7 @@ def test_an_unusable_dataloader_path_is_reported_once(local_client, fast, value)
     assert [e["field"] for e in response.json()["errors"]] == ["--data_backend_config"]
 
 
+@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_a_lycoris_path_outside_the_workspace_is_reported_once(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)

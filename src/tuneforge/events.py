@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from tuneforge import runfolder
 
 EventType = Literal[
     "lifecycle.stage",
@@ -29,7 +30,6 @@ EventType = Literal[
 Severity = Literal["debug", "info", "success", "warning", "error"]
 TrainingStatus = Literal["started", "running", "completed", "stopped", "cancelled", "failed"]
 StageStatus = Literal["pending", "running", "completed", "skipped", "failed"]
-EVENTS_FILE = "events.jsonl"
 
 
 class Stage(BaseModel):
@@ -85,7 +85,7 @@ class Event(BaseModel):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def make(event_type: EventType, title: str = "", message: str = "", **fields: Any) -> Event:
@@ -125,7 +125,8 @@ class EventWriter:
         return self("lifecycle.stage", label, f"{label}: {status}", stage=stage)
 
     def status(self, status: TrainingStatus, message: str = "", severity: Severity = "info", **data: Any) -> Event:
-        return self("training.status", f"Training {status}", message, severity=severity, data={"status": status, **data})
+        return self("training.status", f"Training {status}", message, severity=severity,
+                    data={"status": status, **data})
 
     def log(self, message: str, severity: Severity = "info", **data: Any) -> Event:
         return self("log.message", message[:120], message, severity=severity, data=data)
@@ -148,17 +149,15 @@ def log_line(event: Event) -> str:
     return f"{text}\n{trace.rstrip()}" if trace else text
 
 
-def read_events(path: Path) -> Iterator[Event]:
-    """Parse a run's events file; a torn last line (writer killed mid-write) is skipped."""
-    try:
-        handle = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        return
-    with handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                return
-            try:
-                yield Event.model_validate_json(line)
-            except ValueError:
-                continue
+def read_new_events(path: Path, offset: int = 0) -> tuple[list[Event], int]:
+    """Events appended to a run's events file after byte `offset`, and the offset to read from next time.
+
+    A torn last line (the trainer is mid-write) is left for the next call; an unparsable line is skipped."""
+    lines, offset, _ = runfolder.read_lines(path, offset)
+    events = []
+    for line in lines:
+        try:
+            events.append(Event.model_validate_json(line))
+        except ValueError:
+            continue
+    return events, offset

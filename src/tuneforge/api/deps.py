@@ -150,7 +150,7 @@ def current_principal(principal: Annotated[Principal | None, Depends(authenticat
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def Requires(permission: Permission) -> Any:  # noqa: N802 - reads as a type in signatures
+def Requires(permission: Permission) -> Any:
     """`caller: Annotated[Principal, Requires(Permission.JOB_SUBMIT)]` — 403 unless granted."""
 
     def check(conn: HTTPConnection, principal: CurrentPrincipal) -> Principal:

@@ -60,7 +60,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = exc.errors()
     if any(p.get("type") == "json_invalid" for p in problems):
         return JSONResponse(error_body("Malformed JSON body: send valid JSON"), status_code=400)
-    fields = [{"field": _field_name(tuple(p.get("loc", ()))), "message": str(p.get("msg", "invalid"))} for p in problems]
+    fields = [{"field": _field_name(tuple(p.get("loc", ()))), "message": str(p.get("msg", "invalid"))}
+              for p in problems]
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     return JSONResponse(error_body(f"Invalid request: {summary}", fields), status_code=422)
 

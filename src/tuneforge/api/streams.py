@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tuneforge.scheduler.runner import EventBus
 from tuneforge.services import job_events, jobs
+from tuneforge.services.notify import EventBus
 
 KEEPALIVE_SECONDS = 15.0
 

@@ -140,11 +140,12 @@ def multipart_body(fields: dict[str, str], files: list[Part],
     heads = [_part_head(boundary, name, None) + value.encode() + b"\r\n" for name, value in fields.items()]
     file_heads = [_part_head(boundary, field, filename) for field, filename, _ in files]
     tail = f"--{boundary}--\r\n".encode()
-    length = sum(map(len, heads)) + sum(len(h) + p.stat().st_size + 2 for h, (_, _, p) in zip(file_heads, files))
+    pairs = zip(file_heads, files, strict=True)
+    length = sum(map(len, heads)) + sum(len(h) + p.stat().st_size + 2 for h, (_, _, p) in pairs)
 
     def generate() -> Iterator[bytes]:
         yield from heads
-        for head, (_, _, local) in zip(file_heads, files):
+        for head, (_, _, local) in zip(file_heads, files, strict=True):
             yield head
             with local.open("rb") as handle:
                 while block := handle.read(CHUNK):

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 
 from tuneforge.api.app import create_app

@@ -16,11 +16,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from tuneforge import runfolder
 from tuneforge.errors import TuneforgeError
-from tuneforge.events import Event, EventWriter
+from tuneforge.events import EventWriter, read_new_events
 from tuneforge.scheduler.launcher import trainer_command
 from tuneforge.settings import Settings
-from tuneforge.trainer import exit_codes
 
 err = Console(stderr=True)
 
@@ -67,35 +67,15 @@ def _overrides(values: list[str]) -> dict[str, str]:
     return result
 
 
-def new_events(path: Path, offset: int) -> tuple[list[Event], int]:
-    """Events appended to `path` after byte `offset`, and the offset to read from next time.
-
-    A torn last line (the trainer is mid-write) is left for the next call."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-    except FileNotFoundError:
-        return [], offset
-    complete = chunk[: chunk.rfind(b"\n") + 1]
-    events = []
-    for line in complete.splitlines():
-        try:
-            events.append(Event.model_validate_json(line))
-        except ValueError:
-            continue
-    return events, offset + len(complete)
-
-
 def _launch_multi(run_dir: Path, config, view: ProgressView) -> int:
     """Several processes: `accelerate launch` as the server starts it, following the events file for progress."""
     command = trainer_command(run_dir, config.num_processes, config.accelerate_config)
-    with open(run_dir / "trainer.log", "ab") as log:
+    with open(run_dir / runfolder.LOG_FILE, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         offset = 0
         while True:
             code = process.poll()  # polled before reading, so the last events are read after the exit
-            events, offset = new_events(run_dir / "events.jsonl", offset)
+            events, offset = read_new_events(run_dir / runfolder.EVENTS_FILE, offset)
             for event in events:
                 view(event)
             if code is not None:
@@ -136,7 +116,7 @@ def train(
         err.print(f"[red]{exc.detail}[/red]")
         for problem in exc.errors:
             err.print(f"  [red]{problem.field}[/red]: {problem.message}")
-        raise typer.Exit(exit_codes.INVALID_CONFIG) from None
+        raise typer.Exit(runfolder.INVALID_CONFIG) from None
     (run_dir / "control").mkdir()
     spec.write(run_dir / "spec.json")
     err.print(f"run folder: {run_dir}")
@@ -148,8 +128,8 @@ def train(
         else:
             from tuneforge.trainer.__main__ import main
 
-            events = EventWriter(run_dir / "events.jsonl")
+            events = EventWriter(run_dir / runfolder.EVENTS_FILE)
             events.add_listener(view)
             code = main(run_dir, events)
-    err.print(f"exit: {exit_codes.NAMES.get(code, code)}")
+    err.print(f"exit: {runfolder.EXIT_NAMES.get(code, code)}")
     raise typer.Exit(code)

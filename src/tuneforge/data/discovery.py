@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from tuneforge.options.dataloader import IMAGE_SUFFIXES
+from tuneforge.options.dataloader import list_images
 
 
 @dataclass
@@ -56,10 +56,10 @@ def discover(dataset: Any) -> Discovery:
     """All images in `dataset.instance_data_dir` (recursively, sorted for a stable order)."""
     root = Path(dataset.instance_data_dir or "").expanduser()
     if not root.is_dir():
-        raise DatasetError(f"dataset '{dataset.id}': instance_data_dir {root} is not a folder; create it or fix the path")
+        raise DatasetError(f"dataset '{dataset.id}': instance_data_dir {root} is not a folder; create it or fix "
+                           "the path")
     result = Discovery(dataset.id)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    for path in files:
+    for path in list_images(root):
         try:
             width, height = read_size(path)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -37,7 +37,8 @@ def _dataset_batches(samples: list[Sample], dataset: Any, batch_size: int, seed:
     return batches
 
 
-def epoch_batches(prepared: Prepared, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[list[Sample]]:
+def epoch_batches(prepared: Prepared, batch_size: int, seed: int, epoch: int, rank: int,
+                  world: int) -> list[list[Sample]]:
     """This rank's micro-batches for `epoch`."""
     batches = []
     for dataset_id in sorted(prepared.samples):

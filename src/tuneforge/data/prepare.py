@@ -123,7 +123,7 @@ def cache_latents(prepared: Prepared, adapter: Any, rank: int = 0, world: int = 
                 # The posterior sample is seeded by the entry's key: a cached latent never depends on run order.
                 generators = [torch.Generator().manual_seed(int(s.latent_key[:15], 16)) for s in chunk]
                 latents = adapter.encode_images(torch.stack(pixels), generators)
-                for sample, latent in zip(chunk, latents):
+                for sample, latent in zip(chunk, latents, strict=True):
                     prepared.latent_caches[dataset_id].put(sample.latent_key, {"latent": latent})
             done += len(samples[start:start + batch_size])
             prepared.encoded_latents += len(chunk)
@@ -148,7 +148,7 @@ def cache_text(prepared: Prepared, adapter: Any, extra_prompts: list[str], rank:
     todo = [p for p, key in keys.items() if not prepared.text_cache.has(key)][rank::world]
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        for prompt, tensors in zip(chunk, adapter.encode_prompts(chunk)):
+        for prompt, tensors in zip(chunk, adapter.encode_prompts(chunk), strict=True):
             prepared.text_cache.put(keys[prompt], tensors)
         prepared.encoded_texts += len(chunk)
         if progress:

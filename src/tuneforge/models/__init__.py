@@ -1,17 +1,21 @@
-"""Model adapters, one per family (see `base.ModelAdapter`)."""
+"""Model adapters, one per family or flavour (see `base.ModelAdapter`), named by the capability table."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
 
-TRAINABLE_FAMILIES = ("pixart_sigma",)  # families with an adapter below; the options accept more
+import torch
+
+from tuneforge.errors import FieldError, Invalid
+from tuneforge.options.capabilities import flavour_of
+from tuneforge.options.registry import TrainingOptions
 
 
-def get_adapter(options: Any, device: Any):
-    """The adapter for `options.model_family` (imports torch; trainer-side only)."""
-    family = options.model_family
-    if family == "pixart_sigma":
-        from tuneforge.models.pixart_sigma import PixArtSigmaAdapter
-
-        return PixArtSigmaAdapter(options, device)
-    raise ValueError(f"model_family={family!r} has no training adapter yet; supported: {', '.join(TRAINABLE_FAMILIES)}")
+def get_adapter(options: TrainingOptions, device: torch.device):
+    """The adapter the capability table names for the run's family and flavour."""
+    flavour = flavour_of(options.model_family, options.model_flavour)
+    if flavour is None or flavour.adapter is None:
+        message = f"{options.model_family} {options.model_flavour} has no training adapter"
+        raise Invalid(message, [FieldError("--model_flavour", message)])
+    module, _, name = flavour.adapter.partition(":")
+    return getattr(importlib.import_module(module), name)(options, device)

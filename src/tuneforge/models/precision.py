@@ -1,34 +1,44 @@
-"""`base_model_precision`: the dtype (or quantisation) of the frozen base weights."""
+"""Base-weight precisions from the capability table: the dtype to load in, and quantisation (trainer side)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "no_change": None}
-QUANTO = {"int8-quanto": "qint8", "int4-quanto": "qint4", "int2-quanto": "qint2", "fp8-quanto": "qfloat8"}
+from tuneforge.errors import FieldError, Invalid
+from tuneforge.options.capabilities import PRECISIONS
 
 
-def load_dtype(precision: str | None) -> torch.dtype | None:
-    """The dtype to load weights in; quantised precisions load in bf16 and are quantised afterwards."""
-    precision = precision or "no_change"
-    if precision in DTYPES:
-        return DTYPES[precision]
-    if precision in QUANTO:
-        return torch.bfloat16
-    raise ValueError(
-        f"base_model_precision={precision!r} is not supported; use one of {', '.join([*DTYPES, *QUANTO])}"
-    )
+def load_dtype(name: str) -> torch.dtype | None:
+    """The dtype weights load in (quantised precisions load in bf16 and are quantised afterwards)."""
+    dtype = PRECISIONS[name].dtype
+    return getattr(torch, dtype) if dtype else None
 
 
-def is_quantised(precision: str | None) -> bool:
-    return (precision or "") in QUANTO
+def load_kwargs(name: str, field: str = "base_model_precision") -> dict[str, Any]:
+    """Extra `from_pretrained` arguments: bitsandbytes quantises while loading."""
+    precision = PRECISIONS[name]
+    if precision.quantiser != "bnb":
+        return {}
+    try:
+        from diffusers import BitsAndBytesConfig
+    except ImportError as exc:  # diffusers raises this when bitsandbytes itself is missing
+        message = f"{name} needs the bitsandbytes package and an NVIDIA GPU: {exc}"
+        raise Invalid(message, [FieldError(field, message)]) from exc
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=precision.weights,
+                                bnb_4bit_compute_dtype=load_dtype(name))
+    return {"quantization_config": config}
 
 
-def quantise(module: torch.nn.Module, precision: str) -> None:
-    """Quantise the frozen weights of `module` in place with optimum-quanto (LoRA training only)."""
+def quantise(module: torch.nn.Module, name: str) -> bool:
+    """Quantise the frozen weights of `module` in place with optimum-quanto; False when `name` is not a quanto
+    precision (bitsandbytes has quantised while loading)."""
+    precision = PRECISIONS[name]
+    if precision.quantiser != "quanto":
+        return False
     from optimum import quanto
 
-    weights = getattr(quanto, QUANTO[precision])
-    quanto.quantize(module, weights=weights)
+    quanto.quantize(module, weights=getattr(quanto, precision.weights))
     quanto.freeze(module)
-
+    return True

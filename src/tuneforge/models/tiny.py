@@ -55,8 +55,8 @@ def make_t5_tokenizer(vocab_size: int = 96, max_length: int = 32):
     return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=max_length)
 
 
-def tiny_vae(latent_channels: int = 4, seed: int = 0):
-    """An AutoencoderKL that downsamples 8x like the real ones (4 blocks)."""
+def tiny_vae(latent_channels: int = 4, seed: int = 0, **config):
+    """An AutoencoderKL that downsamples 8x like the real ones (4 blocks); `config` overrides."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
@@ -70,6 +70,7 @@ def tiny_vae(latent_channels: int = 4, seed: int = 0):
         latent_channels=latent_channels,
         norm_num_groups=8,
         sample_size=64,
+        **config,
     )
 
 
@@ -113,7 +114,7 @@ def tiny_pixart_transformer(seed: int = 0):
     )
 
 
-def make_tiny_pixart_sigma(out: Path, seed: int = 0) -> Path:
+def make_tiny_pixart_sigma(out: Path, seed: int = 0, flavour: str = "900M-1024-v0.6") -> Path:
     """Write a random-weight PixArt Sigma pipeline folder to `out` and return it."""
     from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline
 
@@ -139,12 +140,83 @@ def make_tiny_pixart_sigma(out: Path, seed: int = 0) -> Path:
     return out
 
 
-MAKERS = {"pixart_sigma": make_tiny_pixart_sigma}
+def make_clip_tokenizer(folder: Path):
+    """A character-level CLIP BPE tokenizer: a vocab.json + merges.txt written to `folder`, then loaded from it."""
+    import json
+    import string
+
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    characters = list(string.ascii_lowercase + string.digits + "<>.,!?'-_")
+    vocab = {c: i for i, c in enumerate(characters)}
+    vocab.update({c + "</w>": len(characters) + i for i, c in enumerate(characters)})
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
 
 
-def make_tiny_model(family: str, out: Path, seed: int = 0) -> Path:
+def tiny_clip_encoder(tokenizer, seed: int = 0):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, projection_dim=32, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    ))
+
+
+def tiny_flux_transformer(guidance: bool = True, seed: int = 0):
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    return FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=guidance,
+        axes_dims_rope=(4, 6, 6),
+    )
+
+
+def tiny_flux_vae(seed: int = 0):
+    """16 latent channels, no quant convs, the real Flux VAE's shift and scale."""
+    return tiny_vae(16, seed, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159,
+                    scaling_factor=0.3611)
+
+
+def make_tiny_flux(out: Path, seed: int = 0, flavour: str = "dev") -> Path:
+    """A random-weight Flux.1 pipeline folder: dev (guidance embedding, dynamic shift) or schnell (neither)."""
+    import tempfile
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    if flavour not in ("dev", "schnell"):
+        raise ValueError(f"no tiny flux model for flavour {flavour!r}; known: dev, schnell")
+    dev = flavour == "dev"
+    with tempfile.TemporaryDirectory() as scratch:
+        clip_tokenizer = make_clip_tokenizer(Path(scratch))
+    t5_tokenizer = make_t5_tokenizer()
+    # The real checkpoints' scheduler settings: dev shifts by image size, schnell does not shift.
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
+                                                max_shift=1.15) if dev else FlowMatchEulerDiscreteScheduler(shift=1.0)
+    pipeline = FluxPipeline(
+        scheduler=scheduler, vae=tiny_flux_vae(seed), text_encoder=tiny_clip_encoder(clip_tokenizer, seed),
+        tokenizer=clip_tokenizer, text_encoder_2=tiny_t5_encoder(len(t5_tokenizer), seed), tokenizer_2=t5_tokenizer,
+        transformer=tiny_flux_transformer(guidance=dev, seed=seed),
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipeline.save_pretrained(out)
+    return out
+
+
+MAKERS = {"pixart_sigma": make_tiny_pixart_sigma, "flux": make_tiny_flux}
+
+
+def make_tiny_model(family: str, out: Path, seed: int = 0, flavour: str | None = None) -> Path:
     try:
         maker = MAKERS[family]
     except KeyError:
         raise ValueError(f"no tiny model for family {family!r}; known: {', '.join(sorted(MAKERS))}") from None
-    return maker(Path(out), seed)
+    return maker(Path(out), seed, flavour) if flavour else maker(Path(out), seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -13,6 +15,22 @@ from tuneforge.options.registry import PathText
 DatasetType = Literal["image", "text_embeds", "conditioning"]
 # The one list of image files a dataset may hold: uploads accept them, validation counts them, the trainer reads them.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The images of a dataset folder, recursively, sorted; hidden files and folders (`._a.png`, `.thumbs/`) are
+    skipped. The one lister: validation counts what the trainer will read."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / f for f in files
+                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(found)
+
+
+def pair_key(folder: Path, image: Path) -> str:
+    """What pairs an edit image with its reference: the path relative to its dataset folder, without extension."""
+    return str(image.relative_to(folder).with_suffix(""))
 
 
 class DatasetConfig(BaseModel):

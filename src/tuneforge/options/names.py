@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from functools import cache
 from typing import Any
 
 from tuneforge.errors import FieldError
-from tuneforge.options.families import FAMILIES
+from tuneforge.options.capabilities import FAMILIES
+from tuneforge.options.hints import did_you_mean
 from tuneforge.options.registry import TrainingOptions
 
 
@@ -47,13 +47,11 @@ def is_ignored(key: str) -> bool:
 
 
 def suggest(name: str, candidates: list[str] | None = None) -> str:
-    """A " — did you mean …?" suffix, or "" when nothing is close."""
-    pool = candidates if candidates is not None else [*TrainingOptions.model_fields, *aliases()]
-    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
-    if not close:
-        return ""
-    hint = cli(close[0]) if candidates is None else close[0]
-    return f"; did you mean '{hint}'?"
+    """A " — did you mean …?" suffix for an option name (or one of `candidates`), or "" when nothing is close."""
+    if candidates is not None:
+        return did_you_mean(name, candidates)
+    hint = did_you_mean(name, [*TrainingOptions.model_fields, *aliases()])
+    return hint.replace("mean '", "mean '--", 1)
 
 
 def canonical(raw: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:

@@ -12,9 +12,10 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from tuneforge.options.families import FAMILIES, FamilyName, flavour_of
+from tuneforge.options.capabilities import FAMILIES, PRECISIONS, flavour_of
+from tuneforge.options.hints import did_you_mean
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -28,6 +29,18 @@ def no_control_characters(value: str) -> str:
 
 
 PathText = Annotated[str, AfterValidator(no_control_characters)]
+
+
+def known_family(value: str) -> str:
+    """Checked against the capability table when validated (not frozen into a Literal), so the table stays the
+    only list of families."""
+    if value not in FAMILIES:
+        raise ValueError(f"unknown model family {value!r}; use one of {', '.join(FAMILIES)}"
+                         f"{did_you_mean(str(value), list(FAMILIES))}")
+    return value
+
+
+FamilyName = Annotated[str, AfterValidator(known_family), WithJsonSchema({"type": "string", "enum": list(FAMILIES)})]
 
 
 def opt(
@@ -61,7 +74,8 @@ class WebhookTarget(BaseModel):
 
 FLUX = ["flux"]
 LORA = ["lora"]
-Precision = Literal["no_change", "bf16", "fp16", "fp32", "int8-quanto", "fp8-quanto", "int4-quanto", "nf4-bnb"]
+Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]  # the names; what each family trains: the table
+TextPrecision = Literal[tuple(p.name for p in PRECISIONS.values() if p.quantiser != "bnb")]  # type: ignore[valid-type]
 Optimizer = Literal["adamw_bf16", "adamw", "optimi-adamw", "optimi-lion", "prodigy"]
 Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"]
 RESOLUTION_PATTERN = r"^\s*\d+(x\d+)?(\s*,\s*\d+(x\d+)?)*\s*$"
@@ -94,6 +108,9 @@ class TrainingOptions(BaseModel):
     base_model_precision: Precision = opt(
         "no_change", "Load base weights in this dtype, or quantise them (quantised needs model_type lora).",
         "model")
+    text_encoder_precision: TextPrecision = opt(
+        "no_change", "Load the text encoders in this dtype, or quantise the T5 encoder, while captions are cached "
+        "(they are unloaded before training).", "model")
 
     # --- schedule --------------------------------------------------------------------------------------------
     max_train_steps: int = opt(0, "Stop after this many optimizer steps (0: use epochs).", "schedule", ge=0)
@@ -155,7 +172,8 @@ class TrainingOptions(BaseModel):
         "pixel_area", "How `resolution` is read by default.", "data")
     conditioning_multidataset_sampling: Literal["random", "combined"] = opt(
         "random", "With several conditioning sets: pick one per sample, or use all.", "data")
-    clip_skip: int = opt(0, "Skip the last N layers of the CLIP text encoder.", "data", ge=0, le=12)
+    clip_skip: int = opt(0, "Take the pooled CLIP embedding N layers before the last (0: the last layer).", "data",
+                         families=FLUX, ge=0, le=24)
     tokenizer_max_length: int | None = opt(None, "Max tokens of the T5 encoder (family default when empty).",
                                            "data", ge=1, le=4096)
 

@@ -13,7 +13,7 @@ from pydantic_core import ErrorDetails
 
 from tuneforge.errors import FieldError
 from tuneforge.options import names
-from tuneforge.options.families import FAMILIES, QUANTISED_PRECISIONS, flavour_of
+from tuneforge.options.capabilities import FAMILIES, PRECISIONS, flavour_of, trainable_flavours
 from tuneforge.options.registry import TrainingOptions
 
 
@@ -85,14 +85,14 @@ def _message(name: str, nested: bool, problem: ErrorDetails) -> str:
 
 
 def check_rules(options: TrainingOptions) -> tuple[list[FieldError], list[FieldError]]:
-    """Rules across options: (errors, warnings). Needs no file system."""
+    """Rules across options, against the capability table: (errors, warnings). Needs no file system."""
     errors: list[FieldError] = []
     warnings: list[FieldError] = []
     _check_model(options, errors)
+    _check_guidance(options, errors, warnings)
     _check_schedule(options, errors, warnings)
     _check_applicability(options, errors, warnings)
-    if options.push_to_hub and not options.hub_model_id:
-        errors.append(FieldError("--hub_model_id", "required when --push_to_hub is true: set it to user/repo"))
+    _check_not_built(options, errors)
     if options.validation_method == "external-script" and not options.validation_external_script:
         errors.append(FieldError("--validation_external_script",
                                  "required when --validation_method=external-script: set the command to run"))
@@ -100,15 +100,60 @@ def check_rules(options: TrainingOptions) -> tuple[list[FieldError], list[FieldE
 
 
 def _check_model(options: TrainingOptions, errors: list[FieldError]) -> None:
+    """The family, flavour, model type, adapter kind and precision, as the capability table has them."""
     family = FAMILIES[options.model_family]
-    if flavour_of(options.model_family, options.model_flavour) is None:
+    flavour = flavour_of(options.model_family, options.model_flavour)
+    trainable = trainable_flavours(family)
+    if flavour is None:
         errors.append(FieldError("--model_flavour", f"unknown flavour {options.model_flavour!r} for "
                                  f"{family.name}; use one of {', '.join(family.flavours)}"
                                  f"{names.suggest(str(options.model_flavour), list(family.flavours))}"))
-    if options.base_model_precision in QUANTISED_PRECISIONS and options.model_type != "lora":
-        errors.append(FieldError("--base_model_precision", f"{options.base_model_precision} quantises the base "
+    elif flavour.adapter is None:
+        errors.append(FieldError("--model_flavour", f"{family.name} {flavour.name} cannot be trained by this version "
+                                 f"of tuneforge yet; trainable {family.name} flavours: {', '.join(trainable)}"))
+    if options.model_type not in family.model_types:
+        errors.append(FieldError("--model_type", f"{family.name} trains model_type {' or '.join(family.model_types)}"))
+    if options.model_type == "lora" and options.lora_type not in family.lora_types:
+        errors.append(FieldError("--lora_type", f"{family.name} trains lora_type {' or '.join(family.lora_types)}"))
+    if options.base_model_precision not in family.precisions:
+        errors.append(FieldError("--base_model_precision", f"{family.name} loads in "
+                                                           f"{', '.join(family.precisions)}"))
+    precision = PRECISIONS[options.base_model_precision]
+    if precision.quantised and options.model_type != "lora":
+        errors.append(FieldError("--base_model_precision", f"{precision.name} quantises the base "
                                  "model, which then cannot be trained: use --model_type=lora, or a precision of "
                                  "no_change, bf16, fp16 or fp32"))
+    if precision.quantiser == "bnb" and options.model_type == "lora" and options.lora_type == "lycoris":
+        errors.append(FieldError("--base_model_precision", "LyCORIS does not train over bitsandbytes 4-bit weights: "
+                                 "use int8-quanto or int4-quanto, or --lora_type=standard"))
+
+
+def _check_guidance(options: TrainingOptions, errors: list[FieldError], warnings: list[FieldError]) -> None:
+    """Guidance options must fit what the flavour has: a CFG model, a distilled guidance embedding, or neither."""
+    flavour = flavour_of(options.model_family, options.model_flavour)
+    if flavour is None:
+        return
+    given = {name for name in options.model_fields_set
+             if getattr(options, name) != TrainingOptions.model_fields[name].default}
+    model = f"{options.model_family} {flavour.name}"
+    if flavour.guidance == "none":
+        for name in sorted(given & {"flux_guidance_value", "validation_guidance"}):
+            errors.append(FieldError(names.cli(name), f"{model} has no guidance (it is distilled to sample without "
+                                                      "it): remove the option, or use the dev flavour"))
+    if flavour.guidance != "cfg" and "validation_negative_prompt" in given:
+        warnings.append(FieldError("--validation_negative_prompt", f"{model} samples without a negative prompt "
+                                   "(guidance is distilled into the model); it is ignored"))
+
+
+def _check_not_built(options: TrainingOptions, errors: list[FieldError]) -> None:
+    """Options the registry knows (so that configs from other tools read clearly) but the engine does not do."""
+    if options.push_to_hub:
+        errors.append(FieldError("--push_to_hub", "uploading to the Hugging Face hub is not built into tuneforge: "
+                                 "remove it and upload the output folder yourself (huggingface-cli upload), e.g. "
+                                 "from a --post_checkpoint_script"))
+    if options.post_upload_script:
+        errors.append(FieldError("--post_upload_script", "runs after hub uploads, which tuneforge does not make: use "
+                                 "--post_checkpoint_script, which runs after every saved checkpoint"))
 
 
 def _check_schedule(options: TrainingOptions, errors: list[FieldError], warnings: list[FieldError]) -> None:

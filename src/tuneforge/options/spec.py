@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from tuneforge.errors import FieldError
 from tuneforge.options.dataloader import DatasetConfig, cross_check
+from tuneforge.options.lycoris import LycorisConfig
 from tuneforge.options.registry import TrainingOptions
 from tuneforge.options.rules import check_rules
-
-SPEC_FILE = "spec.json"
 
 
 class RunSpec(BaseModel):
@@ -28,7 +28,7 @@ class RunSpec(BaseModel):
     workspace: Path
     config: TrainingOptions
     datasets: list[DatasetConfig]
-    lycoris: dict[str, Any] | None = None  # the parsed --lycoris_config file, frozen at submit time
+    lycoris: LycorisConfig | None = None  # the --lycoris_config file completed by the run's options, frozen at submit
     environment: str | None = None  # the environment it came from, if any (informational)
 
     @model_validator(mode="after")
@@ -36,6 +36,9 @@ class RunSpec(BaseModel):
         """A spec that breaks a registry rule is refused here too, so a hand-edited file cannot slip through."""
         errors, _ = check_rules(self.config)
         errors += cross_check(self.datasets)
+        lycoris_run = self.config.model_type == "lora" and self.config.lora_type == "lycoris"
+        if lycoris_run and self.lycoris is None:
+            errors.append(FieldError("--lycoris_config", "a LyCORIS run needs its settings in the spec"))
         if errors:
             raise ValueError("; ".join(f"{e.field}: {e.message}" for e in errors))
         return self

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psutil
 
+from tuneforge import runfolder
+
 
 def trainer_command(run_dir: Path, num_processes: int = 1, accelerate_config: str | None = None) -> list[str]:
     if num_processes <= 1:
@@ -24,7 +26,7 @@ def launch(command: list[str], run_dir: Path, cwd: Path, extra_env: dict[str, st
     # nor that of the user hooks it runs.
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("TUNEFORGE_")}
     env = {**inherited, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    with open(run_dir / "trainer.log", "ab") as log:
+    with open(run_dir / runfolder.LOG_FILE, "ab") as log:
         return subprocess.Popen(
             command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=env,

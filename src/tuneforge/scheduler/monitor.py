@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneforge import runfolder
 from tuneforge.db.models import Job, JobEvent
-from tuneforge.events import EVENTS_FILE, Event
+from tuneforge.events import Event
 from tuneforge.scheduler import launcher
 from tuneforge.scheduler.outbox import Outbox
-from tuneforge.services import job_events, jobs, run_control
-from tuneforge.trainer import exit_codes
+from tuneforge.services import job_events, jobs
 
 log = logging.getLogger("tuneforge.scheduler")
 MAX_READ = 8 * 1024 * 1024
@@ -52,7 +52,7 @@ class Monitor:
                     # `_launch_queued`). A trainer may have been spawned in that gap, so no second one is launched
                     # into the same run folder: the job is closed out as lost before launch, and any such trainer
                     # is asked to cancel itself (it reads the request at its first step).
-                    run_control.request(Path(job.run_dir), "cancel")
+                    runfolder.request(Path(job.run_dir), "cancel")
                 self._drain(db, job)
                 self._finish(db, job, exit_code=None)
 
@@ -96,12 +96,10 @@ class Monitor:
 
     def _ingest(self, db: Session, job: Job) -> int:
         """Store the complete new lines in the next MAX_READ bytes of the job's events file; return how many."""
-        path = Path(job.run_dir) / EVENTS_FILE
-        chunk = _read(path, job.events_offset, MAX_READ)
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        if not complete:
-            return self._skip_long_line(db, job, path, chunk) if len(chunk) == MAX_READ else 0
-        lines = complete[:-1].split(b"\n")
+        path = Path(job.run_dir) / runfolder.EVENTS_FILE
+        lines, _, rest = runfolder.read_lines(path, job.events_offset, MAX_READ)
+        if not lines:
+            return self._skip_long_line(db, job, path, rest) if len(rest) == MAX_READ else 0
         # Short transactions: a long one would hold SQLite's write lock from webhooks and steering requests.
         # Each commit stores its events together with the file offset after them, so nothing is read twice.
         for start in range(0, len(lines), COMMIT_EVERY):
@@ -159,19 +157,10 @@ class Monitor:
     def _finish(self, db: Session, job: Job, exit_code: int | None) -> None:
         state, reason = _decide(exit_code, job.requested, _last_trainer_status(db, job.id), _last_error(db, job.id),
                                 launched=job.pid is not None)
-        log_tail = self.outbox.redact(job, run_control.tail(Path(job.run_dir) / "trainer.log"))
+        log_tail = self.outbox.redact(job, runfolder.tail(Path(job.run_dir) / runfolder.LOG_FILE))
         jobs.transition(db, job.id, state, reason=reason, exit_code=exit_code, log_tail=log_tail)
         db.commit()
         self.signalled.discard(job.id)
-
-
-def _read(path: Path, offset: int, size: int) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(size)
-    except FileNotFoundError:
-        return b""
 
 
 def _find_newline(path: Path, start: int, block: int = 1024 * 1024) -> int | None:
@@ -225,15 +214,15 @@ def _decide(exit_code: int | None, requested: str | None, last_status: str | Non
         if requested == "cancel":
             return "cancelled", "cancelled by request"
         return "failed", LOST if launched else LOST_BEFORE_LAUNCH
-    if exit_code == exit_codes.COMPLETED:
+    if exit_code == runfolder.COMPLETED:
         return "completed", None
-    if exit_code == exit_codes.STOPPED:
+    if exit_code == runfolder.STOPPED:
         return "stopped", "stopped by request"
-    if exit_code == exit_codes.CANCELLED or (exit_code < 0 and requested == "cancel"):
+    if exit_code == runfolder.CANCELLED or (exit_code < 0 and requested == "cancel"):
         return "cancelled", "cancelled by request"
     if exit_code < 0:
         return "failed", f"the trainer was killed by {_signal_name(-exit_code)}"
-    label = exit_codes.NAMES.get(exit_code, f"exit code {exit_code}")
+    label = runfolder.EXIT_NAMES.get(exit_code, f"exit code {exit_code}")
     return "failed", f"{label}: {last_error}" if last_error else label
 
 

@@ -110,7 +110,7 @@ class Outbox:
         finally:
             for client in clients.values():
                 await client.aclose()
-        for item, result in zip(due, results):
+        for item, result in zip(due, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("webhook delivery %d failed", item["id"], exc_info=result)
         return len(due)
@@ -200,7 +200,8 @@ def _wants(target: WebhookTarget, payload: dict[str, Any]) -> bool:
     return severity >= SEVERITY_ORDER[target.log_level]
 
 
-def render(target: WebhookTarget, event: dict[str, Any], signing_key: bytes, attempt: int) -> tuple[bytes, dict[str, str]]:
+def render(target: WebhookTarget, event: dict[str, Any], signing_key: bytes,
+           attempt: int) -> tuple[bytes, dict[str, str]]:
     """The request body and headers for one delivery of one event."""
     if target.webhook_type == "discord":
         content = f"**{event.get('title') or event['type']}**\n{event.get('message', '')}"

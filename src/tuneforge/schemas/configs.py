@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneforge.options.families import FamilyName
+from tuneforge.options.registry import FamilyName
 
 
 class EnvironmentCreate(BaseModel):

@@ -1,25 +1,16 @@
-"""Checkpoints of a job, as found in its output folder (`checkpoint-<step>`; temporary folders ignored)."""
+"""Checkpoints of a job, as found in its output folder (complete `checkpoint-<step>` folders only)."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tuneforge import runfolder
 from tuneforge.schemas.jobs import CheckpointPublic
-
-_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 def list_for(output_dir: Path) -> list[CheckpointPublic]:
-    if not output_dir.is_dir():
-        return []
-    found = []
-    for folder in output_dir.iterdir():
-        match = _NAME.match(folder.name)
-        if match and folder.is_dir() and not folder.is_symlink():
-            found.append((int(match.group(1)), folder))
-    found.sort()
+    found = runfolder.checkpoints(output_dir)
     latest = found[-1][0] if found else None
     return [
         CheckpointPublic(

@@ -12,7 +12,7 @@ from typing import Any
 
 from tuneforge.errors import BadRequest, Conflict, FieldError, Invalid, NotFound
 from tuneforge.options import names
-from tuneforge.options.families import FAMILIES, flavour_of, needs_conditioning
+from tuneforge.options.capabilities import FAMILIES, flavour_of, needs_conditioning
 from tuneforge.options.spec import write_text_atomic
 from tuneforge.schemas.configs import ConfigUpdate, EnvironmentCreate
 from tuneforge.services import examples, validation
@@ -196,8 +196,9 @@ def _merge_request(config: dict[str, Any], data: EnvironmentCreate) -> None:
 
 def starter_config(data: EnvironmentCreate) -> dict[str, Any]:
     if data.model_family is None:
-        raise BadRequest("model_family is required (pixart_sigma or flux) unless you start from an example",
-                         [FieldError("model_family", "required: pixart_sigma or flux")])
+        families = " or ".join(FAMILIES)
+        raise BadRequest(f"model_family is required ({families}) unless you start from an example",
+                         [FieldError("model_family", f"required: {families}")])
     family = FAMILIES[data.model_family]
     config: dict[str, Any] = {"--model_family": family.name,
                               "--model_flavour": data.model_flavour or family.default_flavour,
@@ -211,7 +212,8 @@ def starter_config(data: EnvironmentCreate) -> dict[str, Any]:
 
 def starter_dataloader(name: str, family: str, flavour: str | None) -> list[dict[str, Any]]:
     """One image dataset under datasets/<env> with .txt captions, and the default text-embeds cache."""
-    pixels = 512 if flavour == "600M-512" else 1024
+    chosen = flavour_of(family, flavour)
+    pixels = chosen.resolution if chosen is not None else 1024
     image: dict[str, Any] = {
         "id": f"{name}-images", "type": "local", "dataset_type": "image",
         "instance_data_dir": f"datasets/{name}", "caption_strategy": "textfile",
@@ -280,7 +282,7 @@ def write_dataloader(settings: Settings, name: str, overwrite: bool) -> dict[str
         raise Conflict(f"config/{name}/{DATALOADER_FILE} exists: send {{\"overwrite\": true}} to replace it")
     config = load_config(settings, name)
     family = config.get("--model_family")
-    family = family if family in FAMILIES else "pixart_sigma"
+    family = family if family in FAMILIES else next(iter(FAMILIES))
     flavour = config.get("--model_flavour")
     entries = starter_dataloader(name, family, flavour if flavour_of(family, flavour) else None)
     write_with_backup(path, entries)

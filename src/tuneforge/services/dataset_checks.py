@@ -12,21 +12,11 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from tuneforge.errors import FieldError
-from tuneforge.options.dataloader import IMAGE_SUFFIXES, DatasetConfig
+from tuneforge.options.dataloader import IMAGE_SUFFIXES, DatasetConfig, list_images, pair_key
 from tuneforge.options.registry import TrainingOptions
 from tuneforge.services.config_files import writable_problem
 
 IMAGES_OPENED = 20  # enough to catch a folder of broken files without reading a whole dataset
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Images under `folder` (recursively, hidden entries skipped), sorted for stable messages."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / f for f in files
-                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(found)
 
 
 def _field(entry: DatasetConfig, key: str) -> str:
@@ -150,4 +140,4 @@ def _has_caption(image: Path) -> bool:
 
 
 def _stems(folder: Path, images: list[Path]) -> set[str]:
-    return {str(p.relative_to(folder).with_suffix("")) for p in images}
+    return {pair_key(folder, p) for p in images}

@@ -40,7 +40,8 @@ def new_id() -> str:
 
 def create(db: Session, *, job_id: str, owner: Principal, env_name: str | None, config: dict[str, Any],
            run_dir: str, output_dir: str, num_processes: int) -> Job:
-    job = Job(id=job_id, state="queued", active_slot=1, owner_id=owner.user_id, owner_name=owner.username, env_name=env_name,
+    job = Job(id=job_id, state="queued", active_slot=1, owner_id=owner.user_id, owner_name=owner.username,
+              env_name=env_name,
               config=config, run_dir=run_dir, output_dir=output_dir, num_processes=num_processes,
               events_offset=0, next_index=0, startup={})
     db.add(job)

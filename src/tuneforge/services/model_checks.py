@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tuneforge.errors import FieldError, TuneforgeError
-from tuneforge.options.families import FAMILIES, flavour_of, known_hub_ids
+from tuneforge.errors import FieldError
+from tuneforge.options.capabilities import known_hub_ids
+from tuneforge.options.model_folder import folder_problems
 from tuneforge.options.registry import TrainingOptions
-from tuneforge.services.config_files import read_json
 from tuneforge.settings import Settings
 
 FIELD = "--pretrained_model_name_or_path"
@@ -47,34 +47,6 @@ def _check_hub_id(options: TrainingOptions, value: str, warnings: list[FieldErro
 
 def _check_folder(options: TrainingOptions, folder: Path, errors: list[FieldError],
                   warnings: list[FieldError]) -> None:
-    index = folder / "model_index.json"
-    if not folder.is_dir():
-        errors.append(FieldError(FIELD, f"local folder {folder} not found; fix the path or use a hub id"))
-        return
-    if not index.is_file():
-        errors.append(FieldError(FIELD, f"{folder} is not a diffusers pipeline folder (no model_index.json); "
-                                        "save one with pipeline.save_pretrained()"))
-        return
-    try:
-        data = read_json(index, FIELD)
-    except TuneforgeError as exc:
-        errors.extend(exc.errors)
-        return
-    class_name = data.get("_class_name") if isinstance(data, dict) else None
-    classes = FAMILIES[options.model_family].pipeline_classes
-    if class_name not in classes:
-        errors.append(FieldError(FIELD, f"{folder} holds a {class_name} pipeline, not a {options.model_family} "
-                                        f"one ({' or '.join(classes)}): point it at a "
-                                        f"{options.model_family} model or change --model_family"))
-        return
-    missing = [name for name, spec in data.items() if not name.startswith("_") and isinstance(spec, list)
-               and spec and spec[0] and not (folder / name).is_dir()]
-    if missing:
-        errors.append(FieldError(FIELD, f"{folder} lacks {', '.join(missing)}, named in its model_index.json: copy "
-                                        "the whole pipeline folder (pipeline.save_pretrained() writes all of it)"))
-        return
-    flavour = flavour_of(options.model_family, options.model_flavour)
-    if flavour is not None and class_name != flavour.pipeline_class:  # an unknown flavour: reported by the rules
-        warnings.append(FieldError(FIELD, f"{folder} holds a {class_name} pipeline but --model_flavour="
-                                          f"{options.model_flavour} expects {flavour.pipeline_class}: check that "
-                                          "the flavour matches the model"))
+    problems, notes = folder_problems(folder, options.model_family, options.model_flavour)
+    errors.extend(FieldError(FIELD, problem) for problem in problems)
+    warnings.extend(FieldError(FIELD, note) for note in notes)

@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tuneforge import runfolder
 from tuneforge.db.models import Job
 from tuneforge.errors import BadRequest, Conflict
 from tuneforge.schemas.jobs import JobAction, JobPublic
-from tuneforge.services import jobs, run_control
+from tuneforge.services import jobs
 from tuneforge.services.principal import Principal
 
 NO_ACTIVE_JOB = "No active training job"
@@ -78,7 +79,7 @@ def _ask(job: Job, principal: Principal, action: str) -> None:
     """Every request to a live trainer: the caller may steer this job, it runs, and the request file is written."""
     jobs.ensure_may_steer(job, principal)
     _ensure_live(job)
-    run_control.request(Path(job.run_dir), action)
+    runfolder.request(Path(job.run_dir), action)
 
 
 def _ensure_live(job: Job) -> None:

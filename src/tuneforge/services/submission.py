@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tuneforge import runfolder
 from tuneforge.db.models import Job
-from tuneforge.options.spec import SPEC_FILE
 from tuneforge.services import configs, jobs, validation
 from tuneforge.services.principal import Principal
 from tuneforge.settings import Settings
@@ -26,7 +26,7 @@ def submit(db: Session, settings: Settings, principal: Principal, fields: dict[s
     spec, storable = report.spec, report.storable
     assert spec is not None and storable is not None
     run_dir = settings.runs_dir / job_id
-    spec.write(run_dir / SPEC_FILE)
+    spec.write(run_dir / runfolder.SPEC_FILE)
     try:
         job = jobs.create(
             db, job_id=job_id, owner=principal, env_name=spec.environment,

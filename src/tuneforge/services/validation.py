@@ -13,11 +13,11 @@ from typing import Any
 
 from tuneforge.errors import ConfigInvalid, FieldError, Invalid, TuneforgeError
 from tuneforge.options import names, rules
+from tuneforge.options.capabilities import needs_conditioning
 from tuneforge.options.dataloader import DatasetConfig, parse_dataloader
-from tuneforge.options.families import needs_conditioning
 from tuneforge.options.registry import TrainingOptions, with_model_defaults
 from tuneforge.options.spec import RunSpec
-from tuneforge.services import configs
+from tuneforge.services import configs, engine_checks
 from tuneforge.services.config_files import (
     mask_secrets,
     read_json,
@@ -170,7 +170,10 @@ def validate(settings: Settings, *, env: str | None = None, config_file: Path | 
         report.warnings += checker.warnings
         _check_conditioning(config, datasets, report)
     _check_files(config, report)
-    lycoris = _load_lycoris(config, checked.files, report)
+    lycoris = engine_checks.load_lycoris(config, checked.files.get("lycoris_config"), report.errors,
+                                         report.warnings)
+    engine_checks.check_machine(config, report.errors)
+    engine_checks.check_resume(config, lycoris, report.errors)
     if report.valid and datasets is not None:
         report.spec = RunSpec(job_id=job_id, workspace=settings.workspace, config=config, datasets=datasets,
                               lycoris=lycoris, environment=env)
@@ -262,10 +265,6 @@ def _check_files(config: TrainingOptions, report: ValidationReport) -> None:
         report.errors.append(FieldError("--accelerate_config", f"file {config.accelerate_config} not found"))
     for name in ("validation_external_script", "post_checkpoint_script", "post_upload_script"):
         _check_command(getattr(config, name), name, report)
-    checkpoint = config.resume_from_checkpoint
-    if checkpoint and Path(checkpoint).is_absolute() and not Path(checkpoint).is_dir():
-        report.errors.append(FieldError("--resume_from_checkpoint", f"checkpoint folder {checkpoint} not found; "
-                                        "use 'latest' or an existing checkpoint"))
 
 
 def _check_command(command: str | None, name: str, report: ValidationReport) -> None:
@@ -273,29 +272,3 @@ def _check_command(command: str | None, name: str, report: ValidationReport) -> 
     program = (command or "").split()[0] if (command or "").strip() else ""
     if program.startswith("/") and not Path(program).is_file():
         report.warnings.append(FieldError(names.cli(name), f"program {program} not found on this machine"))
-
-
-def _load_lycoris(config: TrainingOptions, files: dict[str, Path],
-                  report: ValidationReport) -> dict[str, Any] | None:
-    """The parsed LyCORIS file for a LyCORIS LoRA, frozen into the spec."""
-    field_name = "--lycoris_config"
-    if config.model_type != "lora" or config.lora_type != "lycoris":
-        return None
-    if not config.lycoris_config:
-        report.errors.append(FieldError(field_name, "required for --lora_type=lycoris: point it at a LyCORIS JSON "
-                                                    "file such as config/<env>/lycoris_config.json"))
-        return None
-    path = files.get("lycoris_config")
-    if path is None:
-        return None  # outside the workspace: reported by check_options
-    try:
-        if not path.is_file():
-            raise Invalid("missing", [FieldError(field_name, f"file {path} not found")])
-        data = read_json(path, field_name)
-    except TuneforgeError as exc:
-        report.errors += exc.errors
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("algo"), str):
-        report.errors.append(FieldError(field_name, "must be a JSON object with an 'algo' (e.g. lokr, lora, loha)"))
-        return None
-    return data

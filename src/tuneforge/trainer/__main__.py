@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 import traceback
 from pathlib import Path
 
-from tuneforge.trainer import exit_codes
-
-OUTCOME_CODES = {"completed": exit_codes.COMPLETED, "stopped": exit_codes.STOPPED,
-                 "cancelled": exit_codes.CANCELLED}
+from tuneforge import runfolder
 
 
 def classify(exc: BaseException) -> tuple[int, str]:
@@ -23,11 +21,23 @@ def classify(exc: BaseException) -> tuple[int, str]:
     from tuneforge.models.base import ModelLoadError
     from tuneforge.trainer.checkpoints import ResumeError
 
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        return exit_codes.OUT_OF_MEMORY, "Out of memory"
-    if isinstance(exc, (Invalid, ModelLoadError, DatasetError, ResumeError, NotImplementedError)):
-        return exit_codes.INVALID_CONFIG, "Invalid configuration"
-    return exit_codes.FAILED, "Training failed"
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return runfolder.OUT_OF_MEMORY, "Out of memory"
+    if _caused_by(exc, lambda e: isinstance(e, OSError) and e.errno == errno.ENOSPC):
+        return runfolder.NO_SPACE, "No space left on the device"
+    if isinstance(exc, Invalid | ModelLoadError | DatasetError | ResumeError):
+        return runfolder.INVALID_CONFIG, "Invalid configuration"
+    return runfolder.FAILED, "Training failed"
+
+
+def _caused_by(exc: BaseException | None, test) -> bool:
+    """True when `exc` or an exception it was raised from passes `test` (libraries wrap OSErrors in their own)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if test(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _echo(event) -> None:
@@ -54,34 +64,34 @@ def main(run_dir: Path, events=None) -> int:
     run_dir = Path(run_dir)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if rank0:
-        (run_dir / "pid").write_text(f"{os.getpid()}\n")
+        (run_dir / runfolder.PID_FILE).write_text(f"{os.getpid()}\n")
     if events is None:
-        events = EventWriter(run_dir / "events.jsonl", enabled=rank0)
+        events = EventWriter(run_dir / runfolder.EVENTS_FILE, enabled=rank0)
         # stdout and stderr are the run's trainer.log when the server launched us
         events.add_listener(_echo if rank0 else _echo_errors)
     try:
         from tuneforge.options.spec import RunSpec
 
-        spec = RunSpec.read(run_dir / "spec.json")
+        spec = RunSpec.read(run_dir / runfolder.SPEC_FILE)
     except (OSError, ValueError) as exc:
-        events.error("Invalid configuration", f"cannot read {run_dir / 'spec.json'}: {exc}")
+        events.error("Invalid configuration", f"cannot read {run_dir / runfolder.SPEC_FILE}: {exc}")
         events.status("failed", str(exc), severity="error")
-        return exit_codes.INVALID_CONFIG
+        return runfolder.INVALID_CONFIG
     from tuneforge.trainer.run import build_run, execute
 
     try:
         run = build_run(spec, run_dir, events)
         run.control.install_signal_handlers()
-        return OUTCOME_CODES[execute(run)]
+        return runfolder.OUTCOME_CODES[execute(run)]
     except BaseException as exc:  # report everything, including KeyboardInterrupt, then exit with a code
         if isinstance(exc, KeyboardInterrupt):
-            code, title = exit_codes.CANCELLED, "Interrupted"
+            code, title = runfolder.CANCELLED, "Interrupted"
         else:
             code, title = classify(exc)
         tail = "".join(traceback.format_exception(exc))[-4000:]
         message = (str(exc) or exc.__class__.__name__)[:1000]
         events.error(title, message, exception=exc.__class__.__name__, traceback=tail, exit_code=code)
-        events.status("cancelled" if code == exit_codes.CANCELLED else "failed", message, severity="error",
+        events.status("cancelled" if code == runfolder.CANCELLED else "failed", message, severity="error",
                       exit_code=code)
         return code
 
@@ -89,7 +99,7 @@ def main(run_dir: Path, events=None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         print("usage: python -m tuneforge.trainer RUN_DIR", file=sys.stderr)
-        sys.exit(exit_codes.INVALID_CONFIG)
+        sys.exit(runfolder.INVALID_CONFIG)
     code = main(Path(sys.argv[1]))
     # The outcome is decided and reported. Python restores the default SIGTERM action while it shuts down, so the
     # server's cancel signal arriving now would replace our exit code with "killed by SIGTERM".

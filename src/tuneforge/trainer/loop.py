@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from tuneforge import runfolder
 from tuneforge.data.plan import epoch_batches
 from tuneforge.events import Progress
-from tuneforge.trainer import control as control_codes
+from tuneforge.models.base import TrainBatch
 from tuneforge.trainer.batches import load_batch, prefetched, step_generator
 from tuneforge.trainer.outputs import save_checkpoint
 from tuneforge.trainer.setup import Run
-from tuneforge.trainer.validation import configured as validation_configured, validate
+from tuneforge.trainer.validation import configured as validation_configured
+from tuneforge.trainer.validation import validate
 
 PROGRESS_EVERY_S = 1.0
 
@@ -24,34 +28,85 @@ def pending_actions(run: Run) -> set[str]:
     local = run.control.pending() if run.is_main else ({"cancel"} if run.control.cancel_requested else set())
     if run.accelerator.num_processes == 1:
         return local
-    flags = torch.tensor(control_codes.encode(local), device=run.accelerator.device)
-    return control_codes.decode(run.accelerator.reduce(flags, "sum").clamp(max=1).tolist())
+    flags = torch.tensor(runfolder.encode(local), device=run.accelerator.device)
+    return runfolder.decode(run.accelerator.reduce(flags, "sum").clamp(max=1).tolist())
+
+
+def epoch_stream(run: Run) -> tuple[int, Iterator[TrainBatch]]:
+    """This epoch's optimizer steps, and the rest of its micro-batches from where the run stands (prefetched if
+    asked)."""
+    options, rank = run.options, run.accelerator.process_index
+    accumulation = options.gradient_accumulation_steps
+    batches = epoch_batches(run.prepared, options.train_batch_size, run.seed, run.epoch, rank,
+                            run.accelerator.num_processes)
+    first = run.step_in_epoch * accumulation
+    usable = len(batches) // accumulation * accumulation
+    step = run.global_step
+
+    def load(index: int) -> TrainBatch:
+        offset = index - first  # caption dropout is seeded by the batch's own step, wherever prefetching is
+        caption_rng = step_generator(run.seed, step + offset // accumulation, offset % accumulation, rank, "caption")
+        return load_batch(run, batches[index], caption_rng)
+
+    return usable // accumulation, prefetched(list(range(first, usable)), load, options.dataloader_prefetch)
+
+
+@dataclass
+class Reporter:
+    """Progress events at most once a second (and at the first and last step), with samples per second."""
+
+    last: float = 0.0
+    samples: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+    def step(self, run: Run, loss: float, learning_rate: float, samples: int) -> None:
+        self.samples += samples
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S and run.global_step not in (1, run.total_steps):
+            return
+        speed = self.samples / max(now - self.since, 1e-9)
+        run.events("training.progress", "Training progress", f"step {run.global_step}/{run.total_steps}",
+                   progress=Progress(step=run.global_step, total_steps=run.total_steps, epoch=run.epoch + 1,
+                                     total_epochs=run.total_epochs, loss=loss, learning_rate=learning_rate,
+                                     samples_per_second=round(speed, 3),
+                                     percent=round(100.0 * run.global_step / run.total_steps, 2)))
+        self.last, self.samples, self.since = now, 0, now
+
+
+def after_step(run: Run) -> str | None:
+    """Control requests and scheduled work at an optimizer-step boundary; the outcome when the run ends here."""
+    options = run.options
+    actions = pending_actions(run)
+    if "cancel" in actions:
+        run.control.handled("cancel")
+        return "cancelled"
+    interval = options.checkpoint_step_interval
+    if {"checkpoint", "stop"} & actions or (interval and run.global_step % interval == 0):
+        reason = "stop" if "stop" in actions else "requested" if "checkpoint" in actions else "scheduled"
+        save_checkpoint(run, reason)
+        run.control.handled("checkpoint")
+    if "stop" in actions:
+        run.control.handled("stop")
+        return "stopped"
+    every = options.validation_step_interval
+    if "validate" in actions or (validation_configured(options) and every and run.global_step % every == 0):
+        validate(run)
+        run.control.handled("validate")
+    return "completed" if run.global_step >= run.total_steps else None
 
 
 def train_loop(run: Run) -> str:
     """Train until total_steps; returns "completed", "stopped" or "cancelled"."""
-    options, accelerator, events = run.options, run.accelerator, run.events
+    options, accelerator = run.options, run.accelerator
     rank, world = accelerator.process_index, accelerator.num_processes
-    accumulation, batch_size = options.gradient_accumulation_steps, options.train_batch_size
-    objective = run.adapter.objective
-    last_report, samples_since, time_since = 0.0, 0, time.monotonic()
-    events.status("running", f"training from step {run.global_step} to {run.total_steps}",
-                  step=run.global_step, total_steps=run.total_steps)
+    accumulation = options.gradient_accumulation_steps
+    objective, reporter = run.adapter.objective, Reporter()
+    run.events.status("running", f"training from step {run.global_step} to {run.total_steps}",
+                      step=run.global_step, total_steps=run.total_steps)
 
     while run.global_step < run.total_steps:
-        batches = epoch_batches(run.prepared, batch_size, run.seed, run.epoch, rank, world)
-        usable = len(batches) // accumulation * accumulation
-        start = run.step_in_epoch * accumulation
-        step = run.global_step
-
-        def load(index: int):
-            micro = (index - start) % accumulation
-            step_of_batch = step + (index - start) // accumulation
-            caption_rng = step_generator(run.seed, step_of_batch, micro, rank, "caption")
-            return load_batch(run, batches[index], caption_rng)
-
-        stream = prefetched(list(range(start, usable)), load, options.dataloader_prefetch)
-        for _ in range(start, usable, accumulation):
+        steps, stream = epoch_stream(run)
+        for _ in range(run.step_in_epoch, steps):
             loss_sum = torch.zeros((), device=accelerator.device)
             for micro in range(accumulation):
                 batch = next(stream)
@@ -72,40 +127,14 @@ def train_loop(run: Run) -> str:
             run.optimizer.zero_grad(set_to_none=True)
             run.global_step += 1
             run.step_in_epoch += 1
-            samples_since += batch_size * accumulation * world
 
             loss_value = accelerator.reduce(loss_sum / accumulation, "mean").item()
             run.losses.append(loss_value)
             learning_rate = run.scheduler.get_last_lr()[0]
             accelerator.log({"train/loss": loss_value, "train/learning_rate": learning_rate}, step=run.global_step)
-            now = time.monotonic()
-            final = run.global_step >= run.total_steps
-            if now - last_report >= PROGRESS_EVERY_S or final or run.global_step == 1:
-                speed = samples_since / max(now - time_since, 1e-9)
-                events("training.progress", "Training progress", f"step {run.global_step}/{run.total_steps}",
-                       progress=Progress(step=run.global_step, total_steps=run.total_steps, epoch=run.epoch + 1,
-                                         total_epochs=run.total_epochs, loss=loss_value,
-                                         learning_rate=learning_rate, samples_per_second=round(speed, 3),
-                                         percent=round(100.0 * run.global_step / run.total_steps, 2)))
-                last_report, samples_since, time_since = now, 0, now
-
-            actions = pending_actions(run)
-            if "cancel" in actions:
-                run.control.handled("cancel")
-                return "cancelled"
-            interval = options.checkpoint_step_interval
-            if "checkpoint" in actions or "stop" in actions or (interval and run.global_step % interval == 0):
-                reason = "stop" if "stop" in actions else "requested" if "checkpoint" in actions else "scheduled"
-                save_checkpoint(run, reason)
-                run.control.handled("checkpoint")
-            if "stop" in actions:
-                run.control.handled("stop")
-                return "stopped"
-            every = options.validation_step_interval
-            if "validate" in actions or (validation_configured(options) and every and run.global_step % every == 0):
-                validate(run)
-                run.control.handled("validate")
-            if final:
-                return "completed"
+            reporter.step(run, loss_value, learning_rate, options.train_batch_size * accumulation * world)
+            outcome = after_step(run)
+            if outcome is not None:
+                return outcome
         run.epoch, run.step_in_epoch = run.epoch + 1, 0
     return "completed"

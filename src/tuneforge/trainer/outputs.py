@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from tuneforge.events import CheckpointInfo
-from tuneforge.models.lora import save_lora
+from tuneforge.options import trained
 from tuneforge.trainer import checkpoints
 from tuneforge.trainer.scripts import context_for, run_hook
 from tuneforge.trainer.setup import Run
@@ -19,7 +19,7 @@ def _state(run: Run, reason: str) -> dict:
         "global_step": run.global_step, "epoch": run.epoch, "step_in_epoch": run.step_in_epoch,
         "seed": run.seed, "total_steps": run.total_steps, "model_family": run.options.model_family,
         "model_type": run.options.model_type, "reason": reason, "saved_at": time.time(),
-        "job_id": run.spec.job_id,
+        "job_id": run.spec.job_id, "trained": trained.layout(run.options, run.spec.lycoris),
     }
 
 
@@ -39,8 +39,8 @@ def save_checkpoint(run: Run, reason: str) -> Path | None:
     accelerator.wait_for_everyone()
     temporary = checkpoints.temporary_path(output_dir, step)
     accelerator.save_state(str(temporary))
-    if run.is_main and run.lora is not None:
-        save_lora(run.unwrapped(), run.lora, temporary)  # every checkpoint is also a usable LoRA
+    if run.is_main:
+        run.trainable.save_in_checkpoint(run.unwrapped(), temporary)  # an adapter's checkpoint is also usable
     accelerator.wait_for_everyone()
     final = checkpoints.final_path(output_dir, step)
     if run.is_main:
@@ -58,21 +58,20 @@ def save_checkpoint(run: Run, reason: str) -> Path | None:
 
 
 def save_final(run: Run) -> Path | None:
-    """LoRA: `pytorch_lora_weights.safetensors` in output_dir. Full: a diffusers pipeline in output_dir/pipeline."""
+    """The run's output, written aside and then moved into place: an adapter's files into output_dir (e.g.
+    `pytorch_lora_weights.safetensors`), a full fine-tune's pipeline as output_dir/pipeline."""
     if not run.is_main:
         return None
-    output_dir = run.output_dir
-    if run.lora is not None:
-        temporary = output_dir / ".final-lora.tmp"
-        shutil.rmtree(temporary, ignore_errors=True)
-        save_lora(run.unwrapped(), run.lora, temporary)
+    output_dir, trainable = run.output_dir, run.trainable
+    temporary = output_dir / ".final.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    written = trainable.save(run.unwrapped(), temporary)
+    if trainable.output_folder is None:
         for item in temporary.iterdir():
             os.replace(item, output_dir / item.name)
         temporary.rmdir()
-        return output_dir / "pytorch_lora_weights.safetensors"
-    temporary, final = output_dir / ".pipeline.tmp", output_dir / "pipeline"
-    shutil.rmtree(temporary, ignore_errors=True)
-    run.adapter.save_full(run.unwrapped(), temporary)
+        return output_dir / written.relative_to(temporary)
+    final = output_dir / trainable.output_folder
     if final.exists():
         shutil.rmtree(final)
     os.replace(temporary, final)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tuneforge import runfolder
 from tuneforge.errors import FieldError, Invalid
 from tuneforge.events import EventWriter
 from tuneforge.models import get_adapter
@@ -14,9 +15,9 @@ from tuneforge.trainer.control import Control
 from tuneforge.trainer.loop import train_loop
 from tuneforge.trainer.outputs import save_checkpoint, save_final
 from tuneforge.trainer.scripts import wait_for_hooks
-from tuneforge.trainer.setup import (Run, check_supported, choose_seed, make_accelerator, prepare_data, prepare_model,
-                                     prepare_training)
-from tuneforge.trainer.validation import configured as validation_configured, validate
+from tuneforge.trainer.setup import Run, choose_seed, make_accelerator, prepare_data, prepare_model, prepare_training
+from tuneforge.trainer.validation import configured as validation_configured
+from tuneforge.trainer.validation import validate
 
 HOOK_WAIT_S = 600.0  # how long the end of a run waits for background hooks (post_checkpoint_script, ...)
 
@@ -40,7 +41,7 @@ def build_run(spec: Any, run_dir: Path | None, events: EventWriter | None = None
     output_dir = Path(options.output_dir or (spec.workspace / "output" / (spec.job_id or "run")))
     accelerator = make_accelerator(options, output_dir)
     if events is None:
-        path = Path(run_dir) / "events.jsonl" if run_dir else None
+        path = Path(run_dir) / runfolder.EVENTS_FILE if run_dir else None
         events = EventWriter(path, enabled=accelerator.is_main_process)
     else:
         events.enabled = events.enabled and accelerator.is_main_process
@@ -68,7 +69,6 @@ def execute(run: Run) -> str:
     options = run.options
     run.events.status("started", f"{options.model_family} {options.model_type} run starting",
                       output_dir=str(run.output_dir))
-    check_supported(options)
     resume = checkpoints.resolve(run.output_dir, options.resume_from_checkpoint)
     run.seed = choose_seed(run, resume)
     run.adapter = get_adapter(options, run.accelerator.device)

@@ -14,13 +14,14 @@ from typing import Any
 
 import torch
 
+from tuneforge import runfolder
 from tuneforge.data import plan as data_plan
 from tuneforge.data import prepare as data_prepare
-from tuneforge.errors import FieldError, Invalid
+from tuneforge.errors import Invalid
 from tuneforge.events import EventWriter
-from tuneforge.models import TRAINABLE_FAMILIES
-from tuneforge.models.lora import apply_lora, lora_config
-from tuneforge.models.precision import is_quantised, quantise
+from tuneforge.models.precision import quantise
+from tuneforge.models.trainable import Trainable, make_trainable
+from tuneforge.options import trained
 from tuneforge.trainer import checkpoints
 from tuneforge.trainer.control import Control
 from tuneforge.trainer.optim import build_optimizer, build_scheduler
@@ -39,7 +40,7 @@ class Run:
     prepared: Any = None
     model: Any = None  # the prepared (possibly DDP-wrapped) transformer
     params: list[torch.nn.Parameter] = field(default_factory=list)
-    lora: Any = None  # peft LoraConfig for model_type=lora
+    trainable: Trainable | None = None  # what is trained: full, LoRA or LyCORIS
     optimizer: Any = None
     scheduler: Any = None
     seed: int = 0
@@ -96,21 +97,10 @@ def stage(run: Run, key: str, label: str):
     run.events.stage(key, label, "completed")
 
 
-def check_supported(options: Any) -> None:
-    """The server accepts options this engine cannot train yet: refuse them before any slow work."""
-    if options.model_family not in TRAINABLE_FAMILIES:
-        message = (f"model_family={options.model_family!r} cannot be trained by this engine yet; "
-                   f"supported: {', '.join(TRAINABLE_FAMILIES)}")
-        raise Invalid(message, [FieldError("model_family", message)])
-    if options.model_type == "lora" and options.lora_type != "standard":
-        message = f"lora_type={options.lora_type!r} cannot be trained by this engine yet; use lora_type=standard"
-        raise Invalid(message, [FieldError("lora_type", message)])
-
-
 def choose_seed(run: Run, resume: Path | None) -> int:
     """The run's seed: from the checkpoint when resuming, the option, or a fresh random one (then recorded)."""
     if resume is not None:
-        return int(checkpoints.read_state(resume)["seed"])
+        return int(runfolder.checkpoint_state(resume)["seed"])
     if run.options.seed is not None:
         return int(run.options.seed)
     seed = torch.tensor([random.SystemRandom().randrange(2**31)])
@@ -147,21 +137,13 @@ def prepare_data(run: Run) -> None:
 
 
 def prepare_model(run: Run) -> None:
+    """Load the transformer, quantise its frozen base if asked, then make it trainable the configured way."""
     options = run.options
     with stage(run, "loading_model", "Loading model"):
         transformer = run.adapter.load_transformer().to(run.accelerator.device)
-        if options.model_type == "lora":
-            if is_quantised(options.base_model_precision):
-                quantise(transformer, options.base_model_precision)
-            run.lora = lora_config(options.lora_rank, options.lora_alpha, options.lora_dropout,
-                                   run.adapter.lora_target_modules())
-            run.params = apply_lora(transformer, run.lora)
-        else:
-            if is_quantised(options.base_model_precision):
-                raise Invalid("base_model_precision: quantised weights cannot be fully fine-tuned; "
-                                 "use model_type=lora or bf16")
-            transformer.requires_grad_(True)
-            run.params = list(transformer.parameters())
+        quantise(transformer, options.base_model_precision)
+        run.trainable = make_trainable(options, run.spec.lycoris, run.adapter)
+        run.params = run.trainable.attach(transformer)
         if options.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
         transformer.train()
@@ -180,7 +162,7 @@ def plan_schedule(run: Run) -> None:
 
 
 def register_state_hooks(run: Run) -> None:
-    """Checkpoints hold only the trainable weights (the LoRA, or the full transformer) in safetensors."""
+    """Checkpoints hold only the trainable tensors (the LoRA or LyCORIS network, or the whole transformer)."""
     from safetensors.torch import load_file, save_file
 
     def named_trainable() -> dict[str, torch.nn.Parameter]:
@@ -195,25 +177,28 @@ def register_state_hooks(run: Run) -> None:
     def load_hook(models, input_dir):
         saved = load_file(str(Path(input_dir) / "trainable.safetensors"))
         current = named_trainable()
-        if set(saved) != set(current):
-            raise checkpoints.ResumeError(f"checkpoint {input_dir} was saved from a different model or LoRA setup")
-        changed = [name for name, param in current.items() if saved[name].shape != param.shape]
-        if changed and run.lora is not None:  # same modules, other sizes: the rank (lora_A is rank x in)
-            rank = next(saved[name].shape[0] for name in saved if "lora_A" in name)
-            raise checkpoints.ResumeError(
-                f"lora_rank: checkpoint {Path(input_dir).name} was trained with lora_rank={rank}, this run has "
-                f"lora_rank={run.options.lora_rank}; resume with lora_rank={rank} or start a fresh run")
-        if changed:
-            raise checkpoints.ResumeError(
-                f"checkpoint {input_dir} was saved from a model of other sizes ({changed[0]}: "
-                f"{tuple(saved[changed[0]].shape)}, this model {tuple(current[changed[0]].shape)})")
+        name = Path(input_dir).name
+        if set(saved) != set(current) or any(saved[k].shape != p.shape for k, p in current.items()):
+            reason = run.trainable.explain_mismatch(saved, current) if set(saved) == set(current) else None
+            raise checkpoints.ResumeError(reason or f"checkpoint {name} was saved from another model or adapter "
+                                                    "setup than this run's; resume with the settings it was trained "
+                                                    "with, or start a fresh run")
         with torch.no_grad():
-            for name, param in current.items():
-                param.copy_(saved[name].to(param.device, param.dtype))
+            for key, param in current.items():
+                param.copy_(saved[key].to(param.device, param.dtype))
         models.clear()
 
     run.accelerator.register_save_state_pre_hook(save_hook)
     run.accelerator.register_load_state_pre_hook(load_hook)
+
+
+def check_resume_layout(run: Run, checkpoint: Path) -> None:
+    """The checkpoint must have trained what this run trains (validate checks it too, before the job starts)."""
+    saved = runfolder.checkpoint_state(checkpoint).get("trained")
+    if isinstance(saved, dict):
+        problems = trained.mismatches(saved, trained.layout(run.options, run.spec.lycoris), checkpoint.name)
+        if problems:
+            raise checkpoints.ResumeError("; ".join(f"{p.field}: {p.message}" for p in problems))
 
 
 def prepare_training(run: Run, resume: Path | None) -> None:
@@ -227,8 +212,9 @@ def prepare_training(run: Run, resume: Path | None) -> None:
         accelerator.register_for_checkpointing(run.scheduler)
         register_state_hooks(run)
         if resume is not None:
+            check_resume_layout(run, resume)
             accelerator.load_state(str(resume))
-            state = checkpoints.read_state(resume)
+            state = runfolder.checkpoint_state(resume)
             run.global_step = run.last_saved_step = int(state["global_step"])
             if "epoch" in state:
                 run.epoch, run.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])

@@ -46,25 +46,26 @@ def data_uri(image: Image.Image, max_edge: int = EVENT_IMAGE_MAX_EDGE) -> str:
 
 
 def _tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """The first image of a (B, 3, H, W) batch in [0, 1], rounded to 8 bits as diffusers' postprocessing does."""
     array = (image[0].permute(1, 2, 0).float().cpu().numpy() * 255).round().clip(0, 255).astype("uint8")
     return Image.fromarray(array)
 
 
-def _preview_callback(run: Run, prompt: str, size: tuple[int, int], total: int):
+def _preview_hook(run: Run, prompt: str, size: tuple[int, int], total: int):
     every = run.options.validation_preview_steps
 
-    def callback(step_index: int, timestep, latents: torch.Tensor) -> None:
+    def on_latents(step_index: int, timestep: float, latents: torch.Tensor) -> None:
         step = step_index + 1  # the first step is always sent, then every `every`-th, and the last
         if (step - 1) % every and step != total:
             return
         picture = _tensor_to_pil(run.adapter.decode_preview(latents[:1]))
         run.events("validation.image", f"Validation (step {step}/{total}): {prompt[:40]}", prompt, body=prompt,
-                   data={"step": step, "timestep": float(timestep), "resolution": list(size),
+                   data={"step": step, "timestep": timestep, "resolution": list(size),
                          "validation_type": "intermediary", "prompt": prompt, "step_label": f"{step}/{total}",
                          "global_step": run.global_step},
                    images=[EventImage(src=data_uri(picture, PREVIEW_MAX_EDGE))])
 
-    return callback
+    return on_latents
 
 
 def _embeds(run: Run, prompt: str) -> dict[str, torch.Tensor]:
@@ -86,20 +87,18 @@ def sample(run: Run, size: tuple[int, int]) -> Image.Image:
     steps = options.validation_num_inference_steps
     seed = options.validation_seed if options.validation_seed is not None else run.seed
     kwargs = run.adapter.pipeline_call_kwargs(*size)
+    kwargs.update(run.adapter.pipeline_inputs(positive, negative, options.validation_guidance))
     if options.validation_preview:
-        kwargs.update(callback=_preview_callback(run, options.validation_prompt, size, steps), callback_steps=1)
+        hook = _preview_hook(run, options.validation_prompt, size, steps)
+        kwargs.update(run.adapter.preview_kwargs(hook, *size))
     try:
         with run.accelerator.autocast():
-            result = pipeline(
-                prompt_embeds=positive["prompt_embeds"], prompt_attention_mask=positive["attention_mask"],
-                negative_prompt=None, negative_prompt_embeds=negative["prompt_embeds"],
-                negative_prompt_attention_mask=negative["attention_mask"],
-                guidance_scale=options.validation_guidance, num_inference_steps=steps,
-                generator=torch.Generator().manual_seed(seed), **kwargs,
-            )
+            result = pipeline(num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+                              output_type="latent", **kwargs)
+        pixels = run.adapter.decode_sample(result.images, *size)
     finally:
         model.train(was_training)
-    return result.images[0]
+    return _tensor_to_pil(pixels)
 
 
 def configured(options) -> bool:

@@ -8,11 +8,8 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 from tuneforge.api.deps import Requires, SettingsDep
-from tuneforge.options import names
-from tuneforge.options.dataloader import DatasetConfig
-from tuneforge.options.families import FAMILIES
 from tuneforge.schemas.configs import ConfigUpdate, DataloaderRequest, EnvironmentCreate
-from tuneforge.services import configs, examples
+from tuneforge.services import catalog, configs, examples
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
 
@@ -45,12 +42,9 @@ def list_examples(_: Viewer) -> Json:
 
 @router.get("/options")
 def list_options(_: Viewer) -> Json:
-    """The options registry: every option with type, default, choices/range, help and applicability."""
-    options = names.metadata()
-    families = {f.name: {"default_flavour": f.default_flavour,
-                         "flavours": {v.name: v.hub_id for v in f.flavours.values()}} for f in FAMILIES.values()}
-    return {"options": options, "count": len(options), "families": families,
-            "dataloader_keys": list(DatasetConfig.model_fields)}
+    """The options registry (every option with type, default, choices/range, help and applicability) and what
+    each model family trains."""
+    return catalog.options_catalog()
 
 
 @router.get("/{name}")

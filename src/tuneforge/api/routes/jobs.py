@@ -92,7 +92,8 @@ def _page(db: DbSession, job_id: str, since_index: int, limit: int) -> EventPage
     return EventPage(events=events, job_id=job_id, next_index=next_index)
 
 
-def _sse_response(request: Request, job_id: str | None, since_index: int, last_event_id: str | None) -> StreamingResponse:
+def _sse_response(request: Request, job_id: str | None, since_index: int,
+                  last_event_id: str | None) -> StreamingResponse:
     if last_event_id and last_event_id.strip().isdecimal():  # isdigit() would let "²" through to int()
         since_index = min(max(since_index, int(last_event_id) + 1), MAX_INDEX)
     # Checked before the response starts: once it has, an error can only cut the stream off.

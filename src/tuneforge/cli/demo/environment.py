@@ -1,4 +1,4 @@
-"""The training side of the API: the `demo` environment and its dataloader, validation, start and cancel."""
+"""The training side of the API: the demo's environment and its dataloader, validation, start and cancel."""
 
 from __future__ import annotations
 
@@ -13,18 +13,19 @@ from rich.markup import escape
 
 from tuneforge.cli.client import check
 from tuneforge.cli.demo.api import console
+from tuneforge.cli.demo.samples import DemoModel
 from tuneforge.services.jobs import FINAL
 
-ENV_NAME = "demo"
 VALIDATION_PROMPT = "a red circle on a white background"
 
 
-def training_options(model: Path, output_dir: Path, steps: int) -> dict[str, Any]:
+def training_options(demo: DemoModel, model: Path, output_dir: Path, steps: int) -> dict[str, Any]:
     """A LoRA run small enough for a CPU: 64 px images, a few sampling steps for validation."""
+    flavour = {"--model_flavour": demo.flavour} if demo.flavour else {}
     return {
-        "--model_family": "pixart_sigma", "--model_type": "lora", "--lora_type": "standard",
+        "--model_family": demo.family, **flavour, "--model_type": "lora", "--lora_type": "standard",
         "--pretrained_model_name_or_path": str(model), "--output_dir": str(output_dir),
-        "--data_backend_config": f"{ENV_NAME}/multidatabackend.json",
+        "--data_backend_config": f"{demo.env}/multidatabackend.json",
         "--max_train_steps": steps, "--num_train_epochs": 0, "--train_batch_size": 1, "--learning_rate": 1e-3,
         "--optimizer": "adamw", "--mixed_precision": "no", "--seed": 42, "--resolution": 64,
         "--resolution_type": "pixel", "--checkpoint_step_interval": 10, "--validation_prompt": VALIDATION_PROMPT,
@@ -43,36 +44,36 @@ def dataloader(workspace: Path, dataset: Path) -> list[dict[str, Any]]:
     ]
 
 
-def write_environment(client: httpx.Client, workspace: Path, model: Path, dataset: Path, output_dir: Path,
-                      steps: int) -> None:
-    """Create (or take over) the `demo` environment, point it at the upload, and make it the active one."""
-    _ensure_environment(client)
+def write_environment(client: httpx.Client, workspace: Path, demo: DemoModel, model: Path, dataset: Path,
+                      output_dir: Path, steps: int) -> None:
+    """Create (or take over) the demo's environment, point it at the upload, and make it the active one."""
+    _ensure_environment(client, demo)
     # The API writes only starter dataloader files; like the tutorial, the file is written next to the config.
     # The demo runs on the server's machine, so it can.
-    dataloader_file = workspace / "config" / ENV_NAME / "multidatabackend.json"
+    dataloader_file = workspace / "config" / demo.env / "multidatabackend.json"
     dataloader_file.write_text(json.dumps(dataloader(workspace, dataset), indent=2) + "\n")
-    check(client.put(f"/api/configs/{ENV_NAME}", json={"name": ENV_NAME, "tags": ["demo"],
-                                                        "config": training_options(model, output_dir, steps)}),
+    check(client.put(f"/api/configs/{demo.env}", json={"name": demo.env, "tags": ["demo"],
+                                                        "config": training_options(demo, model, output_dir, steps)}),
           "saving the environment's settings")
-    check(client.post(f"/api/configs/{ENV_NAME}/activate"), "activating the environment")
+    check(client.post(f"/api/configs/{demo.env}/activate"), "activating the environment")
     if output_dir.exists():  # a fresh run: old checkpoints at the same steps would be kept instead of re-saved
         shutil.rmtree(output_dir)
-    console.print(f"[green]✓[/green] Environment '{ENV_NAME}' ready: {steps} steps of LoRA training, "
+    console.print(f"[green]✓[/green] Environment '{demo.env}' ready: {steps} steps of {demo.label} LoRA training, "
                   f"output in {escape(str(output_dir))}")
 
 
-def _ensure_environment(client: httpx.Client) -> None:
-    existing = client.get(f"/api/configs/{ENV_NAME}")
+def _ensure_environment(client: httpx.Client, demo: DemoModel) -> None:
+    existing = client.get(f"/api/configs/{demo.env}")
     if existing.status_code == 404:
         check(client.post("/api/configs/environments", json={
-            "name": ENV_NAME, "model_family": "pixart_sigma", "model_type": "lora",
+            "name": demo.env, "model_family": demo.family, "model_flavour": demo.flavour, "model_type": "lora",
             "description": "tuneforge demo: a tiny LoRA run"}), "creating the environment")
     else:
         check(existing, "reading the environment")
 
 
-def validate(client: httpx.Client) -> None:
-    result = check(client.post("/api/training/validate", params={"env": ENV_NAME}), "validating the environment")
+def validate(client: httpx.Client, demo: DemoModel) -> None:
+    result = check(client.post("/api/training/validate", params={"env": demo.env}), "validating the environment")
     console.print(f"[green]✓[/green] {result['message']}"
                   + (f" ({len(result['warnings'])} warnings)" if result.get("warnings") else ""))
     for warning in result.get("warnings", []):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,23 @@ from tuneforge.cli.datasets import ensure_folder, send_all
 from tuneforge.cli.demo.api import console
 
 DATASET_NAME = "demo-shapes"
-MODEL_FOLDER = Path("models") / "tiny-pixart"
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """A tiny random-weight model of one family, and the environment the demo trains it in."""
+
+    family: str
+    flavour: str | None
+    label: str
+    folder: Path
+    env: str
+
+
+MODELS = {
+    "pixart_sigma": DemoModel("pixart_sigma", None, "PixArt Sigma", Path("models") / "tiny-pixart", "demo"),
+    "flux": DemoModel("flux", "dev", "Flux.1 dev", Path("models") / "tiny-flux-dev", "demo-flux"),
+}
 
 # Simple shapes, so the captions describe exactly what is in each picture.
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 70), "blue": (40, 80, 220), "yellow": (235, 200, 40)}
@@ -24,20 +41,20 @@ BACKGROUNDS = {"white": (245, 245, 245), "black": (20, 20, 20)}
 SHAPES = ("circle", "square", "triangle")
 
 
-def make_model(workspace: Path) -> Path:
-    folder = workspace / MODEL_FOLDER
+def make_model(workspace: Path, model: DemoModel) -> Path:
+    folder = workspace / model.folder
     if (folder / "model_index.json").is_file():
-        console.print(f"[green]✓[/green] Reusing the tiny PixArt Sigma model in {escape(str(folder))}")
+        console.print(f"[green]✓[/green] Reusing the tiny {model.label} model in {escape(str(folder))}")
         return folder
     started = time.monotonic()
-    with console.status("Building a tiny random-weight PixArt Sigma model (no download)…"):
-        _build_model(folder)
-    console.print(f"[green]✓[/green] Tiny PixArt Sigma model in {escape(str(folder))} "
+    with console.status(f"Building a tiny random-weight {model.label} model (no download)…"):
+        _build_model(folder, model)
+    console.print(f"[green]✓[/green] Tiny {model.label} model in {escape(str(folder))} "
                   f"({time.monotonic() - started:.1f} s)")
     return folder
 
 
-def _build_model(folder: Path) -> None:
+def _build_model(folder: Path, model: DemoModel) -> None:
     # These import torch: only now, not whenever the CLI starts.
     from transformers.utils import logging as transformers_logging
 
@@ -47,7 +64,7 @@ def _build_model(folder: Path) -> None:
     # Built aside and renamed, so an interrupted build is never mistaken for a model to reuse.
     building = folder.with_name(folder.name + ".partial")
     shutil.rmtree(building, ignore_errors=True)
-    make_tiny_model("pixart_sigma", building)
+    make_tiny_model(model.family, building, flavour=model.flavour)
     shutil.rmtree(folder, ignore_errors=True)  # a leftover without model_index.json is no model
     building.rename(folder)
 

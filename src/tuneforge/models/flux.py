@@ -1,0 +1,205 @@
+"""Flux.1 (dev, schnell): CLIP (pooled) + T5 text encoders, a 16-channel VAE with shift and scale, 2x2 packed latents
+with position ids, flow matching, and for dev the distilled guidance embedding.
+
+What the transformer sees in training is exactly what `FluxPipeline` feeds it at inference: packed latents, image
+ids (row, column), zero text ids, the sigma as timestep, and the guidance value (the tests hook the pipeline's
+transformer call to check it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tuneforge.errors import FieldError, Invalid
+from tuneforge.models.base import ModelAdapter, ModelLoadError, NoiseObjective, NoisyBatch, PreviewHook, TrainBatch
+
+CLIP_TOKENS = 77
+
+# `flux_lora_target` presets (the layer names each one trains, as the field's trainers name them).
+_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]
+_CONTEXT = ["add_k_proj", "add_q_proj", "add_v_proj", "to_add_out"]
+_FEED_FORWARD = ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out"]
+LORA_TARGETS = {
+    "mmdit": _ATTENTION,
+    "context": _CONTEXT,
+    "all": _ATTENTION + _CONTEXT,
+    "all+ffs": _ATTENTION + _CONTEXT + _FEED_FORWARD,
+    "tiny": ["single_transformer_blocks.7.proj_out", "single_transformer_blocks.20.proj_out"],
+    "nano": ["single_transformer_blocks.7.proj_out"],
+}
+
+
+def pack(latents: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) latents -> (B, h/2 * w/2, 4C) tokens, one per 2x2 patch, row by row."""
+    b, c, h, w = latents.shape
+    patches = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The inverse of `pack`, for latents `height` x `width`."""
+    b, _, d = tokens.shape
+    patches = tokens.view(b, height // 2, width // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return patches.reshape(b, d // 4, height, width)
+
+
+def image_ids(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(h/2 * w/2, 3) position ids of packed tokens: (0, row, column)."""
+    ids = torch.zeros(height // 2, width // 2, 3)
+    ids[..., 1] += torch.arange(height // 2)[:, None]
+    ids[..., 2] += torch.arange(width // 2)[None, :]
+    return ids.reshape(-1, 3).to(device=device, dtype=dtype)
+
+
+class FlowMatchObjective(NoiseObjective):
+    """Rectified flow: x_t = (1 - s) x0 + s noise, target noise - x0, with s shifted towards noise by `shift`."""
+
+    def __init__(self, shift: float) -> None:
+        self.shift = shift
+
+    def noisy(self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> NoisyBatch:
+        u = torch.rand((latents.shape[0],), generator=generator)
+        sigmas = (self.shift * u / (1 + (self.shift - 1) * u)).to(latents.device, latents.dtype)
+        s = sigmas.view(-1, 1, 1, 1)
+        return NoisyBatch(model_input=(1 - s) * latents + s * noise, timesteps=sigmas, target=noise - latents)
+
+
+class FluxAdapter(ModelAdapter):
+    lycoris_targets = ("FluxAttention", "FeedForward")
+
+    def __init__(self, options: Any, device: torch.device) -> None:
+        super().__init__(options, device)
+        self.clip_tokenizer = self.clip = self.t5_tokenizer = self.t5 = None
+        self.guidance_embeds = self.flavour.guidance == "distilled"
+        self._objective = FlowMatchObjective(options.flow_schedule_shift)
+
+    @property
+    def transformer_class(self) -> Any:
+        from diffusers import FluxTransformer2DModel
+
+        return FluxTransformer2DModel
+
+    @property
+    def pipeline_class(self) -> Any:
+        from diffusers import FluxPipeline
+
+        return FluxPipeline
+
+    def load_transformer(self) -> torch.nn.Module:
+        transformer = super().load_transformer()
+        if bool(transformer.config.guidance_embeds) != self.guidance_embeds:
+            has = "has a guidance embedding (a dev model)" if transformer.config.guidance_embeds else \
+                "has no guidance embedding (a schnell model)"
+            raise ModelLoadError(f"pretrained_model_name_or_path: this transformer {has}, but --model_flavour="
+                                 f"{self.flavour.name} expects otherwise: set the flavour that matches the model")
+        return transformer
+
+    def load_text_encoders(self) -> None:
+        from transformers import AutoTokenizer, CLIPTextModel, T5EncoderModel
+
+        self.clip_tokenizer = self.load(AutoTokenizer, "tokenizer")
+        self.clip = self.load_text_encoder(CLIPTextModel, "text_encoder")
+        layers = self.clip.config.num_hidden_layers
+        if self.options.clip_skip >= layers:
+            message = (f"clip_skip={self.options.clip_skip} skips every layer of this CLIP ({layers}); use 0 to "
+                       f"{layers - 1}")
+            raise Invalid(message, [FieldError("--clip_skip", message)])
+        self.t5_tokenizer = self.load(AutoTokenizer, "tokenizer_2")
+        self.t5 = self.load_text_encoder(T5EncoderModel, "text_encoder_2", quantisable=True)
+
+    def unload_text_encoders(self) -> None:
+        self.clip = self.t5 = None
+
+    # --- caches ----------------------------------------------------------------------------------------------
+    def text_encoder_fingerprint(self) -> str:
+        extra = f"clip+t5|{self.max_tokens}|skip{self.options.clip_skip}|{self.options.text_encoder_precision}"
+        return self.fingerprint("text_encoder", extra + "|" + self.fingerprint("text_encoder_2", ""))
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> list[dict[str, torch.Tensor]]:
+        """As `FluxPipeline.encode_prompt` does: CLIP's pooled output and T5's last hidden state, no masks."""
+        if self.t5 is None:
+            self.load_text_encoders()
+        pooled = self._pooled(prompts)
+        tokens = self.t5_tokenizer(prompts, padding="max_length", max_length=self.max_tokens, truncation=True,
+                                   return_length=False, return_overflowing_tokens=False, return_tensors="pt")
+        embeds = self.t5(tokens.input_ids.to(self.device), output_hidden_states=False)[0]
+        return [{"prompt_embeds": embeds[i].cpu().contiguous(), "pooled_prompt_embeds": pooled[i].cpu().contiguous()}
+                for i in range(len(prompts))]
+
+    def _pooled(self, prompts: list[str]) -> torch.Tensor:
+        """CLIP's pooled embedding; with clip_skip, pooled from an earlier layer (final norm, then the EOS token)."""
+        ids = self.clip_tokenizer(prompts, padding="max_length", max_length=CLIP_TOKENS, truncation=True,
+                                  return_tensors="pt").input_ids.to(self.device)
+        skip = self.options.clip_skip
+        out = self.clip(ids, output_hidden_states=skip > 0)
+        if not skip:
+            return out.pooler_output
+        hidden = self.clip.final_layer_norm(out.hidden_states[-(skip + 1)])
+        eos = (ids == self.clip.config.eos_token_id).int().argmax(dim=-1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos]
+
+    # --- training --------------------------------------------------------------------------------------------
+    @property
+    def objective(self) -> FlowMatchObjective:
+        return self._objective
+
+    def predict(self, model: torch.nn.Module, noisy: NoisyBatch, batch: TrainBatch) -> torch.Tensor:
+        dtype = self.dtype or torch.float32
+        latents = noisy.model_input
+        batch_size, _, height, width = latents.shape
+        embeds = batch.text["prompt_embeds"]
+        guidance = None
+        if self.guidance_embeds:
+            guidance = torch.full((batch_size,), self.options.flux_guidance_value, device=latents.device)
+        out = model(
+            hidden_states=pack(latents).to(dtype),
+            timestep=noisy.timesteps.to(dtype),
+            guidance=guidance,
+            pooled_projections=batch.text["pooled_prompt_embeds"].to(dtype),
+            encoder_hidden_states=embeds.to(dtype),
+            txt_ids=torch.zeros(embeds.shape[1], 3, device=latents.device, dtype=dtype),
+            img_ids=image_ids(height, width, latents.device, dtype),
+            return_dict=False,
+        )[0]
+        return unpack(out, height, width)
+
+    def lora_target_modules(self) -> list[str]:
+        return list(LORA_TARGETS[self.options.flux_lora_target])
+
+    # --- validation ------------------------------------------------------------------------------------------
+    def build_pipeline(self, transformer: torch.nn.Module) -> Any:
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        if self.vae is None:
+            self.load_vae()
+        return self.pipeline_class(scheduler=self.load(FlowMatchEulerDiscreteScheduler, "scheduler"), vae=self.vae,
+                                   text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                   transformer=transformer)
+
+    def pipeline_inputs(self, positive: dict[str, torch.Tensor], negative: dict[str, torch.Tensor],
+                        guidance: float) -> dict[str, Any]:
+        inputs: dict[str, Any] = {"prompt_embeds": positive["prompt_embeds"],
+                                  "pooled_prompt_embeds": positive["pooled_prompt_embeds"]}
+        if self.guidance_embeds:
+            inputs["guidance_scale"] = guidance
+        return inputs
+
+    def pipeline_call_kwargs(self, width: int, height: int) -> dict[str, Any]:
+        return {"width": width, "height": height}
+
+    def preview_kwargs(self, on_latents: PreviewHook, width: int, height: int) -> dict[str, Any]:
+        def callback(pipeline: Any, step: int, timestep: Any, tensors: dict[str, torch.Tensor]) -> dict:
+            on_latents(step, float(timestep), unpack(tensors["latents"], *self._latent_size(width, height)))
+            return {}
+
+        return {"callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["latents"]}
+
+    def decode_sample(self, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        return super().decode_sample(unpack(latents, *self._latent_size(width, height)), width, height)
+
+    def _latent_size(self, width: int, height: int) -> tuple[int, int]:
+        """(h, w) of the VAE latents of a width x height image (8x smaller, even for the 2x2 packing)."""
+        return 2 * (height // 16), 2 * (width // 16)
