@@ -293,3 +293,11 @@ def test_clip_skip_pools_the_layer_before_the_last(tiny_flux):
     with torch.no_grad():
         assert torch.allclose(skipped["pooled_prompt_embeds"], shorter(ids).pooler_output[0], atol=1e-6)
         assert not torch.allclose(skipped["pooled_prompt_embeds"], full(ids).pooler_output[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["fp8-quanto", "int4-quanto"])
+def test_the_other_quanto_precisions_train_a_lycoris(precision, tmp_path, tiny_flux):
+    data = write_images(tmp_path / "data", 2)
+    spec = flux_spec(tmp_path, tiny_flux, data, LOKR, max_train_steps=3, base_model_precision=precision)
+    outcome, run = run_in_process(tmp_path, spec)
+    assert outcome == "completed" and all(np.isfinite(run.losses))

@@ -128,6 +128,13 @@ def test_rules():
     assert "--validation_external_script" in errors_of(model_family="flux", validation_method="external-script")
 
 
+def test_options_an_adapter_kind_does_not_use_are_named():
+    _, warnings = rules.check_rules(TrainingOptions(model_family="flux", lora_type="lycoris", flux_lora_target="mmdit"))
+    assert "lycoris_config" in fields(warnings)["--flux_lora_target"]
+    _, warnings = rules.check_rules(TrainingOptions(model_family="flux", validation_negative_prompt="blurry"))
+    assert "ignored" in fields(warnings)["--validation_negative_prompt"]
+
+
 def test_family_mismatch_is_a_warning_type_mismatch_of_lora_type_an_error():
     errors, warnings = rules.check_rules(TrainingOptions(model_family="pixart_sigma", flux_guidance_value=3,
                                                          model_type="full", lora_rank=4))
@@ -144,6 +151,10 @@ def test_metadata_lists_every_option():
 
 def test_dataloader_rules():
     image = {"id": "img", "instance_data_dir": "/d"}
+    assert parse_dataloader([image, {**TEXT, "write_batch_size": 128}])[1].write_batch_size == 128
+    with pytest.raises(Invalid) as caught:
+        parse_dataloader([{**image, "write_batch_size": 128}, TEXT])
+    assert caught.value.errors[0].field == "[0].write_batch_size"
     with pytest.raises(Invalid) as caught:
         parse_dataloader([{**image, "crop_stlye": "random"}, TEXT])
     assert "did you mean 'crop_style'" in caught.value.errors[0].message

@@ -48,13 +48,18 @@ class Prepared:
     encoded_latents: int = 0
     encoded_texts: int = 0
     prompt_keys: dict[str, str] = field(default_factory=dict)  # extra prompts (validation, "") -> text key
+    text_batch_size: int = 32  # the text_embeds dataset's write_batch_size
 
     def all_samples(self) -> list[Sample]:
         return [s for items in self.samples.values() for s in items]
 
 
+def _text_dataset(datasets: list[Any]) -> Any:
+    return next((d for d in datasets if d.dataset_type == "text_embeds" and d.default and not d.disabled), None)
+
+
 def _cache_dirs(options: Any, datasets: list[Any], output: Path) -> tuple[dict[str, Path], Path]:
-    text = next((d for d in datasets if d.dataset_type == "text_embeds" and d.default and not d.disabled), None)
+    text = _text_dataset(datasets)
     text_dir = Path(text.cache_dir) if text and text.cache_dir else output / "cache" / "text_embeds"
     latent_dirs = {}
     for d in datasets:
@@ -72,6 +77,9 @@ def discover_all(options: Any, datasets: list[Any], output_dir: Path, progress: 
     images = [d for d in datasets if d.dataset_type == "image" and not d.disabled]
     prepared = Prepared({d.id: d for d in images}, {}, {k: TensorCache(v) for k, v in latent_dirs.items()},
                         TensorCache(text_dir))
+    text = _text_dataset(datasets)
+    if text is not None:
+        prepared.text_batch_size = text.write_batch_size
     for number, dataset in enumerate(images, 1):
         found = discover(dataset)
         prepared.skipped += found.skipped
@@ -139,8 +147,9 @@ def text_keys(prepared: Prepared, adapter: Any, extra_prompts: list[str]) -> dic
 
 
 def cache_text(prepared: Prepared, adapter: Any, extra_prompts: list[str], rank: int = 0, world: int = 1,
-               batch_size: int = 32, progress: Progress | None = None) -> None:
-    """Encode this rank's share of the prompts that are not cached yet."""
+               progress: Progress | None = None) -> None:
+    """Encode this rank's share of the prompts that are not cached yet, `write_batch_size` at a time."""
+    batch_size = prepared.text_batch_size
     keys = text_keys(prepared, adapter, extra_prompts)
     for sample in prepared.all_samples():
         sample.text_key = keys[sample.caption]

@@ -56,7 +56,7 @@ class DatasetConfig(BaseModel):
     cache_dir_vae: PathText | None = Field(None, description="Cached VAE latents of this dataset")
     cache_dir: PathText | None = Field(None, description="Cached text embeddings (text_embeds)")
     default: bool = Field(False, description="The text-embeds backend used for validation prompts")
-    write_batch_size: int = Field(128, ge=1, le=65536)
+    write_batch_size: int = Field(32, ge=1, le=65536, description="Captions encoded per batch (text_embeds)")
     metadata_backend: Literal["discovery"] = "discovery"
     conditioning_data: list[str] = Field(default_factory=list, description="ids of conditioning datasets")
     conditioning_type: Literal["reference_strict", "reference_loose"] | None = None
@@ -122,6 +122,10 @@ def parse_dataloader(data: Any) -> list[DatasetConfig]:
             entries.append(DatasetConfig.model_validate(item))
         except ValidationError as exc:
             problems.extend(_entry_error(index, item, problem) for problem in exc.errors())
+            continue
+        if "write_batch_size" in item and entries[-1].dataset_type != "text_embeds":
+            problems.append(FieldError(f"[{index}].write_batch_size", f"dataset '{item.get('id')}': applies only to "
+                                       "the text_embeds dataset (captions encoded per batch); remove it here"))
     if not problems:
         problems = cross_check(entries)
     if problems:

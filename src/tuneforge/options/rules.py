@@ -90,6 +90,10 @@ def check_rules(options: TrainingOptions) -> tuple[list[FieldError], list[FieldE
     warnings: list[FieldError] = []
     _check_model(options, errors)
     _check_guidance(options, errors, warnings)
+    lycoris = options.model_type == "lora" and options.lora_type == "lycoris"
+    if lycoris and "flux_lora_target" in options.model_fields_set:
+        warnings.append(FieldError("--flux_lora_target", "LyCORIS picks its layers from lycoris_config (preset or "
+                                   "apply_preset); it is ignored"))
     _check_schedule(options, errors, warnings)
     _check_applicability(options, errors, warnings)
     _check_not_built(options, errors)
