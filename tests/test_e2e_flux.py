@@ -58,7 +58,7 @@ def test_environment_flow_trains_a_lycoris_lora_on_an_int8_base(server, tiny_flu
             "--num_train_epochs": 0, "--validation_prompt": "a photo of a cat", "--validation_step_interval": 6,
             "--validation_resolution": "64x64", "--validation_num_inference_steps": 2, "--seed": 777,
             "--resume_from_checkpoint": "latest", "--base_model_precision": "int8-quanto",
-            "--dataloader_prefetch": True, "--report_to": "none", "--lora_dropout": 0.05, "--clip_skip": 1,
+            "--dataloader_prefetch": True, "--report_to": "none", "--lora_dropout": 0.05, "--clip_skip": 2,
             "--resolution": 64, "--resolution_type": "pixel", "--mixed_precision": "no",
             "--checkpoint_step_interval": 3, "--data_backend_config": "flux-api-demo/multidatabackend.json"}
         saved = http.put("/api/configs/flux-api-demo", json={"name": "flux-api-demo", "config": config})

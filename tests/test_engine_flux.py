@@ -279,12 +279,13 @@ def test_a_checkpoint_is_also_a_usable_adapter_and_records_its_layout(tmp_path, 
 
 
 def test_clip_skip_pools_the_layer_before_the_last(tiny_flux):
-    """clip_skip=1 gives what a CLIP without its last layer would pool: checked against such a model."""
+    """clip_skip=2 (the penultimate layer, as kohya counts) gives what a CLIP without its last layer would pool:
+    checked against such a model."""
     from transformers import CLIPTextModel
 
     from tuneforge.models.flux import FluxAdapter
 
-    options = TrainingOptions(model_family="flux", pretrained_model_name_or_path=str(tiny_flux), clip_skip=1)
+    options = TrainingOptions(model_family="flux", pretrained_model_name_or_path=str(tiny_flux), clip_skip=2)
     adapter = FluxAdapter(options, torch.device("cpu"))
     [skipped] = adapter.encode_prompts([PROMPT])
     full = CLIPTextModel.from_pretrained(tiny_flux, subfolder="text_encoder")

@@ -102,9 +102,8 @@ class FluxAdapter(ModelAdapter):
         self.clip_tokenizer = self.load(AutoTokenizer, "tokenizer")
         self.clip = self.load_text_encoder(CLIPTextModel, "text_encoder")
         layers = self.clip.config.num_hidden_layers
-        if self.options.clip_skip >= layers:
-            message = (f"clip_skip={self.options.clip_skip} skips every layer of this CLIP ({layers}); use 0 to "
-                       f"{layers - 1}")
+        if self.options.clip_skip > layers:
+            message = f"clip_skip={self.options.clip_skip}: this CLIP has {layers} layers; use 0 to {layers}"
             raise Invalid(message, [FieldError("--clip_skip", message)])
         self.t5_tokenizer = self.load(AutoTokenizer, "tokenizer_2")
         self.t5 = self.load_text_encoder(T5EncoderModel, "text_encoder_2", quantisable=True)
@@ -130,14 +129,15 @@ class FluxAdapter(ModelAdapter):
                 for i in range(len(prompts))]
 
     def _pooled(self, prompts: list[str]) -> torch.Tensor:
-        """CLIP's pooled embedding; with clip_skip, pooled from an earlier layer (final norm, then the EOS token)."""
+        """CLIP's pooled embedding; with clip_skip N > 1, pooled from the N-th layer from the end (its final norm,
+        then the EOS token), as the last layer's is."""
         ids = self.clip_tokenizer(prompts, padding="max_length", max_length=CLIP_TOKENS, truncation=True,
                                   return_tensors="pt").input_ids.to(self.device)
-        skip = self.options.clip_skip
-        out = self.clip(ids, output_hidden_states=skip > 0)
-        if not skip:
+        layer = max(self.options.clip_skip, 1)
+        out = self.clip(ids, output_hidden_states=layer > 1)
+        if layer == 1:
             return out.pooler_output
-        hidden = self.clip.final_layer_norm(out.hidden_states[-(skip + 1)])
+        hidden = self.clip.final_layer_norm(out.hidden_states[-layer])
         eos = (ids == self.clip.config.eos_token_id).int().argmax(dim=-1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos]
 

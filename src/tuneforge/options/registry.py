@@ -172,8 +172,8 @@ class TrainingOptions(BaseModel):
         "pixel_area", "How `resolution` is read by default.", "data")
     conditioning_multidataset_sampling: Literal["random", "combined"] = opt(
         "random", "With several conditioning sets: pick one per sample, or use all.", "data")
-    clip_skip: int = opt(0, "Take the pooled CLIP embedding N layers before the last (0: the last layer).", "data",
-                         families=FLUX, ge=0, le=24)
+    clip_skip: int = opt(0, "Pool CLIP's N-th layer from the end, counted as kohya and A1111 do (2: the penultimate "
+                         "layer; 0 or 1: the last).", "data", families=FLUX, ge=0, le=24)
     tokenizer_max_length: int | None = opt(None, "Max tokens of the T5 encoder (family default when empty).",
                                            "data", ge=1, le=4096)
 
