@@ -124,3 +124,11 @@ def tiny_flux_schnell(tmp_path_factory) -> Path:
     from tuneforge.models.tiny import make_tiny_model
 
     return make_tiny_model("flux", tmp_path_factory.mktemp("models") / "tiny-flux-schnell", flavour="schnell")
+
+
+@pytest.fixture(scope="session")
+def tiny_kontext(tmp_path_factory) -> Path:
+    """A random-weight Flux.1 Kontext pipeline folder (FluxKontextPipeline)."""
+    from tuneforge.models.tiny import make_tiny_model
+
+    return make_tiny_model("flux", tmp_path_factory.mktemp("models") / "tiny-kontext", flavour="kontext")

@@ -79,3 +79,20 @@ def trainable(checkpoint: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(checkpoint / "trainable.safetensors"))
+
+
+def write_pairs(root: Path, count: int, sizes=((64, 64), (96, 64)), seed: int = 0, sets: int = 1) -> list[dict]:
+    """Edit images with captions in root/edit and references of the same names in root/reference (and
+    root/reference2, ... for `sets` > 1); returns the dataloader entries (edit, references..., text)."""
+    write_images(root / "edit", count, sizes, seed, caption="make the picture {i} brighter")
+    names = [f"reference{n + 1 if n else ''}" for n in range(sets)]
+    for offset, name in enumerate(names, 1):
+        write_images(root / name, count, sizes, seed + offset)
+        for caption in (root / name).glob("*.txt"):
+            caption.unlink()  # references carry no captions
+    entries = [{"id": "edit", "instance_data_dir": str(root / "edit"), "resolution": 64, "resolution_type": "pixel",
+                "crop": True, "crop_aspect": "preserve", "conditioning_data": names}]
+    entries += [{"id": name, "dataset_type": "conditioning", "instance_data_dir": str(root / name),
+                 "conditioning_type": "reference_strict"} for name in names]
+    entries.append({"id": "text", "dataset_type": "text_embeds", "default": True, "cache_dir": str(root / "text")})
+    return entries

@@ -40,7 +40,6 @@ def test_create_writes_config_and_starter_dataloader(local_client, workspace):
     assert body["metadata"]["description"] == "PixArt 900M API-driven training"
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_kontext_lycoris_env_gets_lycoris_file_and_conditioning_starter(local_client, workspace):
     body = local_client.post("/api/configs/environments", json=KONTEXT_ENV).json()
     assert body["config"]["--lycoris_config"] == "config/kontext-api-demo/lycoris_config.json"
@@ -67,7 +66,6 @@ def test_pixart_tutorial_flow_and_validate(local_client, workspace):
     assert result.json()["config"]["--optimizer"] == "adamw_bf16"
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_kontext_tutorial_flow_and_validate(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
@@ -79,7 +77,6 @@ def test_kontext_tutorial_flow_and_validate(local_client, workspace):
     assert config["--pretrained_model_name_or_path"] == "black-forest-labs/FLUX.1-Kontext-dev"
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_list_get_export_activate_delete(local_client, workspace):
     local_client.post("/api/configs/environments", json=PIXART_ENV)
     local_client.post("/api/configs/environments", json=KONTEXT_ENV)
@@ -107,7 +104,6 @@ def test_regenerate_dataloader(local_client, workspace):
     assert len(json.loads(path.read_text())) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_examples_and_create_from_example(local_client, workspace):
     listed = local_client.get("/api/configs/examples").json()
     names = {e["name"] for e in listed["examples"]}

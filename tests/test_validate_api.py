@@ -173,7 +173,6 @@ def test_local_base_model_folder_must_match_family(local_client, workspace, fast
     assert response.json()["config"][field] == "models/tiny"
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_active_environment_is_merged_and_form_overrides_it(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
@@ -184,32 +183,30 @@ def test_active_environment_is_merged_and_form_overrides_it(local_client, worksp
     assert "--learning_rate" in problems
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_kontext_pairs_must_match_by_name(local_client, workspace):
     kontext_data(workspace, reference_stems=["shoe", "lamp"])
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
-    problems = errors_of(local_client.post("/api/training/validate", data={"--num_train_epochs": "0"}))
-    message = problems["--data_backend_config[kontext-reference].instance_data_dir"]
-    assert "chair" in message and "reference_loose" in message
-    loose = kontext_dataloader(workspace)
-    loose[1]["conditioning_type"] = "reference_loose"
-    (workspace / "config/kontext-api-demo/multidatabackend.json").write_text(json.dumps(loose))
     response = local_client.post("/api/training/validate", data={"--num_train_epochs": "0"})
-    assert response.status_code == 200, response.text
-    assert "chair" in warnings_of(response)["--data_backend_config[kontext-reference].instance_data_dir"]
+    assert response.status_code == 200, response.text  # the trainer skips an edit without its reference
+    message = warnings_of(response)["--data_backend_config[kontext-reference].instance_data_dir"]
+    assert "1 of 3" in message and "chair" in message and "skipped" in message
+    for image in (workspace / "datasets/kontext/reference").iterdir():
+        image.rename(image.with_name("other-" + image.name))
+    problems = errors_of(local_client.post("/api/training/validate", data={"--num_train_epochs": "0"}))
+    assert "none of its 3 images has a reference" in problems[
+        "--data_backend_config[kontext-reference].instance_data_dir"]
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_kontext_without_conditioning_and_bad_lycoris(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
     unpaired = [e for e in kontext_dataloader(workspace) if e["dataset_type"] != "conditioning"]
     unpaired[0].pop("conditioning_data")
     (workspace / "config/kontext-api-demo/multidatabackend.json").write_text(json.dumps(unpaired))
-    (workspace / "config/kontext-api-demo/lycoris_config.json").write_text('{"multiplier": 1}')
+    (workspace / "config/kontext-api-demo/lycoris_config.json").write_text('{"algo": "lokr", "factor": -3}')
     problems = errors_of(local_client.post("/api/training/validate", data={}))
     assert "edit/reference pairs" in problems["--data_backend_config"]
-    assert "'algo'" in problems["--lycoris_config"]
+    assert "factor must be -1" in problems["--lycoris_config"]
 
 
 def test_malformed_active_environment(local_client, workspace):
@@ -225,7 +222,6 @@ def test_viewer_may_validate(make_user, local_client, fast):
     assert viewer.post("/api/training/validate", data=fast).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_build_run_spec_resolves_every_path(settings, workspace):
     from tuneforge.schemas.configs import EnvironmentCreate
     from tuneforge.services import configs
@@ -241,7 +237,7 @@ def test_build_run_spec_resolves_every_path(settings, workspace):
     assert spec.config.output_dir == str(workspace / "output/kontext-api-demo")
     assert spec.config.data_backend_config == str(workspace / "config/kontext-api-demo/multidatabackend.json")
     assert spec.config.lycoris_config == str(workspace / "config/kontext-api-demo/lycoris_config.json")
-    assert spec.lycoris["algo"] == "lokr"
+    assert spec.lycoris.algo == "lokr"
     for entry in spec.datasets:
         for path in (entry.instance_data_dir, entry.cache_dir, entry.cache_dir_vae):
             assert path is None or Path(path).is_absolute()
@@ -293,7 +289,6 @@ def test_control_characters_in_a_dataloader_path(local_client, workspace, fast):
     assert "control character" in problems["--data_backend_config[0].instance_data_dir"], problems
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_a_form_overrides_the_environment_under_any_spelling(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)
@@ -356,7 +351,6 @@ def test_an_unusable_dataloader_path_is_reported_once(local_client, fast, value)
     assert [e["field"] for e in response.json()["errors"]] == ["--data_backend_config"]
 
 
-@pytest.mark.xfail(strict=True, reason="Kontext training (issue 11): the kontext flavour is refused until then")
 def test_a_lycoris_path_outside_the_workspace_is_reported_once(local_client, workspace):
     kontext_data(workspace)
     tutorial_flow(local_client, workspace, KONTEXT_ENV, kontext_dataloader(workspace), KONTEXT_OVERRIDES)

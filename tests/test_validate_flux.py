@@ -96,8 +96,7 @@ def test_precisions_and_options_the_engine_would_not_honour(local_client, flux_f
               "cannot be trained"),
              ({"--base_model_precision": "nf4-bnb"}, "--base_model_precision", "needs the bitsandbytes package"),
              ({"--push_to_hub": "true", "--hub_model_id": "me/x"}, "--push_to_hub", "not built into tuneforge"),
-             ({"--post_upload_script": "/bin/true"}, "--post_upload_script", "--post_checkpoint_script"),
-             ({"--model_flavour": "kontext"}, "--model_flavour", "cannot be trained")]
+             ({"--post_upload_script": "/bin/true"}, "--post_upload_script", "--post_checkpoint_script")]
     for extra, field, expected in cases:
         problems = errors_of(validate(local_client, {**flux_fields, **extra}))
         assert expected in problems[field], (extra, problems)
@@ -136,6 +135,6 @@ def test_a_refused_start_writes_nothing(local_client, workspace, flux_fields):
 
 def test_the_options_catalogue_publishes_the_capability_table(local_client):
     families = local_client.get("/api/configs/options").json()["families"]
-    assert families["flux"]["trainable_flavours"] == ["dev", "schnell"]
+    assert families["flux"]["trainable_flavours"] == ["dev", "schnell", "kontext"]
     assert "lycoris" in families["flux"]["lora_types"] and "nf4-bnb" in families["flux"]["base_model_precisions"]
     assert families["pixart_sigma"]["default_resolution"]["600M-512"] == 512

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from tuneforge.options.dataloader import list_images
+from tuneforge.options.dataloader import list_images, read_size
 
 
 @dataclass
@@ -44,14 +44,6 @@ def caption_for(path: Path, dataset: Any, discovery: Discovery) -> str:
     return path.stem.replace("_", " ").strip()
 
 
-def read_size(path: Path) -> tuple[int, int]:
-    """Width and height from the header, after EXIF rotation (a rotated photo swaps them)."""
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
 def discover(dataset: Any) -> Discovery:
     """All images in `dataset.instance_data_dir` (recursively, sorted for a stable order)."""
     root = Path(dataset.instance_data_dir or "").expanduser()
@@ -65,8 +57,8 @@ def discover(dataset: Any) -> Discovery:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             result.skipped.append((str(path), f"unreadable image: {exc.__class__.__name__}"))
             continue
-        try:
-            caption = caption_for(path, dataset, result)
+        try:  # a conditioning image (an edit model's reference) has no caption of its own
+            caption = "" if dataset.dataset_type == "conditioning" else caption_for(path, dataset, result)
         except OSError as exc:
             reason = f"unreadable caption {path.with_suffix('.txt').name}: {exc.strerror or exc}"
             result.skipped.append((str(path), reason))

@@ -17,5 +17,5 @@ def load_pixels(path: Path, plan: Plan) -> torch.Tensor:
         image.load()
         image = ImageOps.exif_transpose(image).convert("RGB")
     image = image.resize(plan.resize, Image.Resampling.LANCZOS).crop(plan.box)
-    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    array = 2.0 * (np.asarray(image, dtype=np.float32) / 255.0) - 1.0  # as diffusers' image processor computes it
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()

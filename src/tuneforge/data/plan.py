@@ -1,8 +1,9 @@
 """The order of batches in an epoch: a pure function of (seed, epoch), so resume lands on the same batch.
 
-Each batch holds samples of one dataset and one aspect bucket. A dataset contributes `1 + repeats` passes per
-epoch; `probability` keeps each of its batches with that chance. Batches of all datasets are shuffled together,
-trimmed to a multiple of the number of processes, and dealt out round-robin: rank r gets batches r, r+W, ...
+Each batch holds samples of one dataset and one bucket (the sizes of the image and its references). A dataset
+contributes `1 + repeats` passes per epoch; `probability` keeps each of its batches with that chance. Batches of
+all datasets are shuffled together, trimmed to a multiple of the number of processes, and dealt out round-robin:
+rank r gets batches r, r+W, ...
 A bucket whose size is not a multiple of the batch size is filled up with its own samples (never dropped).
 """
 
@@ -21,9 +22,9 @@ def _rng(seed: int, epoch: int, salt: str) -> random.Random:
 
 def _dataset_batches(samples: list[Sample], dataset: Any, batch_size: int, seed: int, epoch: int) -> list[list[Sample]]:
     rng = _rng(seed, epoch, dataset.id)
-    buckets: dict[tuple[int, int], list[Sample]] = defaultdict(list)
+    buckets: dict[tuple, list[Sample]] = defaultdict(list)
     for sample in samples:
-        buckets[sample.bucket].append(sample)
+        buckets[sample.batch_key].append(sample)
     batches = []
     for _ in range(1 + dataset.repeats):
         for bucket in sorted(buckets):

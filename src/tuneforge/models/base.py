@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class TrainBatch:
 
     latents: torch.Tensor  # clean, scaled VAE latents (B, C, h, w)
     text: dict[str, torch.Tensor]  # the family's prompt embeddings, stacked
+    conditioning: list[torch.Tensor] = field(default_factory=list)  # edit models: reference latents (B, C, h', w')
 
 
 @dataclass
@@ -163,6 +164,19 @@ class ModelAdapter(ABC):
         return (latents - (config.shift_factor or 0.0)) * config.scaling_factor
 
     @torch.no_grad()
+    def encode_references(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Reference images of an edit model: the posterior's mode, shifted and scaled, as edit pipelines encode
+        their input image."""
+        if self.vae is None:
+            self.load_vae()
+        # Channels-last, as diffusers' image processor hands pixels to the VAE: the convolutions then compute
+        # bit for bit what the pipeline computes (another memory layout rounds differently).
+        pixels = pixels.to(self.device, self.vae.dtype, memory_format=torch.channels_last)
+        latents = self.vae.encode(pixels).latent_dist.mode()
+        config = self.vae.config
+        return (latents - (config.shift_factor or 0.0)) * config.scaling_factor
+
+    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """The inverse of `encode_images`: latents -> pixels in [-1, 1]."""
         if self.vae is None:
@@ -208,6 +222,10 @@ class ModelAdapter(ABC):
     @abstractmethod
     def preview_kwargs(self, on_latents: PreviewHook, width: int, height: int) -> dict[str, Any]:
         """The pipeline call's step-callback arguments, calling `on_latents` with unpacked latents."""
+
+    def reference_inputs(self, reference: Any, width: int, height: int) -> dict[str, Any]:
+        """An edit model's validation reference image (PIL) as pipeline arguments; other models take none."""
+        return {}
 
     def save_full(self, transformer: torch.nn.Module, out: Path) -> None:
         """Write a full diffusers pipeline folder with the trained transformer."""

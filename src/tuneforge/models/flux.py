@@ -146,25 +146,30 @@ class FluxAdapter(ModelAdapter):
     def objective(self) -> FlowMatchObjective:
         return self._objective
 
+    def image_tokens(self, latents: torch.Tensor, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image tokens the transformer sees and their position ids: here the noisy target alone."""
+        return pack(latents), image_ids(*latents.shape[2:], latents.device, latents.dtype)
+
     def predict(self, model: torch.nn.Module, noisy: NoisyBatch, batch: TrainBatch) -> torch.Tensor:
         dtype = self.dtype or torch.float32
         latents = noisy.model_input
         batch_size, _, height, width = latents.shape
+        tokens, ids = self.image_tokens(latents, batch)
         embeds = batch.text["prompt_embeds"]
         guidance = None
         if self.guidance_embeds:
             guidance = torch.full((batch_size,), self.options.flux_guidance_value, device=latents.device)
         out = model(
-            hidden_states=pack(latents).to(dtype),
+            hidden_states=tokens.to(dtype),
             timestep=noisy.timesteps.to(dtype),
             guidance=guidance,
             pooled_projections=batch.text["pooled_prompt_embeds"].to(dtype),
             encoder_hidden_states=embeds.to(dtype),
             txt_ids=torch.zeros(embeds.shape[1], 3, device=latents.device, dtype=dtype),
-            img_ids=image_ids(height, width, latents.device, dtype),
+            img_ids=ids.to(dtype),
             return_dict=False,
         )[0]
-        return unpack(out, height, width)
+        return unpack(out[:, : (height // 2) * (width // 2)], height, width)  # the target's tokens come first
 
     def lora_target_modules(self) -> list[str]:
         return list(LORA_TARGETS[self.options.flux_lora_target])

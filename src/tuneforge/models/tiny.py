@@ -186,21 +186,22 @@ def tiny_flux_vae(seed: int = 0):
 
 
 def make_tiny_flux(out: Path, seed: int = 0, flavour: str = "dev") -> Path:
-    """A random-weight Flux.1 pipeline folder: dev (guidance embedding, dynamic shift) or schnell (neither)."""
+    """A random-weight Flux.1 pipeline folder: dev (guidance embedding, dynamic shift), schnell (neither), or
+    kontext (dev's components in a FluxKontextPipeline)."""
     import tempfile
 
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxPipeline
 
-    if flavour not in ("dev", "schnell"):
-        raise ValueError(f"no tiny flux model for flavour {flavour!r}; known: dev, schnell")
-    dev = flavour == "dev"
+    if flavour not in ("dev", "schnell", "kontext"):
+        raise ValueError(f"no tiny flux model for flavour {flavour!r}; known: dev, schnell, kontext")
+    dev = flavour != "schnell"
     with tempfile.TemporaryDirectory() as scratch:
         clip_tokenizer = make_clip_tokenizer(Path(scratch))
     t5_tokenizer = make_t5_tokenizer()
     # The real checkpoints' scheduler settings: dev shifts by image size, schnell does not shift.
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
                                                 max_shift=1.15) if dev else FlowMatchEulerDiscreteScheduler(shift=1.0)
-    pipeline = FluxPipeline(
+    pipeline = (FluxKontextPipeline if flavour == "kontext" else FluxPipeline)(
         scheduler=scheduler, vae=tiny_flux_vae(seed), text_encoder=tiny_clip_encoder(clip_tokenizer, seed),
         tokenizer=clip_tokenizer, text_encoder_2=tiny_t5_encoder(len(t5_tokenizer), seed), tokenizer_2=t5_tokenizer,
         transformer=tiny_flux_transformer(guidance=dev, seed=seed),

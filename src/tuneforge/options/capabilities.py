@@ -94,8 +94,9 @@ FAMILIES: dict[str, Family] = {
         Flavour("dev", "black-forest-labs/FLUX.1-dev", "FluxPipeline", _FLUX, guidance="distilled", max_tokens=512),
         Flavour("schnell", "black-forest-labs/FLUX.1-schnell", "FluxPipeline", _FLUX, guidance="none",
                 max_tokens=256),
-        Flavour("kontext", "black-forest-labs/FLUX.1-Kontext-dev", "FluxKontextPipeline", None,
-                guidance="distilled", max_tokens=512, needs_conditioning=True),
+        Flavour("kontext", "black-forest-labs/FLUX.1-Kontext-dev", "FluxKontextPipeline",
+                "tuneforge.models.flux_kontext:FluxKontextAdapter", guidance="distilled", max_tokens=512,
+                needs_conditioning=True),
     ), components=("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")),
 }
 

@@ -33,6 +33,21 @@ def pair_key(folder: Path, image: Path) -> str:
     return str(image.relative_to(folder).with_suffix(""))
 
 
+def read_size(path: Path) -> tuple[int, int]:
+    """Width and height from the image header, after EXIF rotation (a rotated photo swaps them)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def same_aspect(first: tuple[int, int], second: tuple[int, int], tolerance: float = 0.01) -> bool:
+    """Whether two (width, height) sizes share an aspect ratio, as `reference_strict` pairs must."""
+    return abs(first[0] / first[1] - second[0] / second[1]) <= tolerance * first[0] / first[1]
+
+
 class DatasetConfig(BaseModel):
     """One entry of the dataloader file. Unknown keys are errors (a typo would otherwise be silently ignored)."""
 

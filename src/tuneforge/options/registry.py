@@ -149,6 +149,9 @@ class TrainingOptions(BaseModel):
         pattern=RESOLUTION_PATTERN)
     validation_num_inference_steps: int = opt(28, "Sampling steps for validation.", "validation", ge=1, le=1000)
     validation_seed: int | None = opt(None, "Seed for validation sampling.", "validation", ge=0)
+    validation_reference_image: PathText | None = opt(
+        None, "Edit models (Kontext): the image validation edits; the first pair's reference when empty.",
+        "validation", families=FLUX)
     validation_preview: bool = opt(False, "Emit intermediate previews while sampling.", "validation")
     validation_preview_steps: int = opt(1, "Emit a preview every N sampling steps.", "validation", ge=1)
     validation_method: Literal["builtin", "external-script"] = opt(

@@ -133,7 +133,8 @@ def _check_model(options: TrainingOptions, errors: list[FieldError]) -> None:
 
 
 def _check_guidance(options: TrainingOptions, errors: list[FieldError], warnings: list[FieldError]) -> None:
-    """Guidance options must fit what the flavour has: a CFG model, a distilled guidance embedding, or neither."""
+    """Guidance and reference options must fit what the flavour has: a CFG model, a distilled guidance embedding,
+    or neither; reference images or none."""
     flavour = flavour_of(options.model_family, options.model_flavour)
     if flavour is None:
         return
@@ -144,6 +145,9 @@ def _check_guidance(options: TrainingOptions, errors: list[FieldError], warnings
         for name in sorted(given & {"flux_guidance_value", "validation_guidance"}):
             errors.append(FieldError(names.cli(name), f"{model} has no guidance (it is distilled to sample without "
                                                       "it): remove the option, or use the dev flavour"))
+    if not flavour.needs_conditioning:
+        for name in sorted(given & {"validation_reference_image", "conditioning_multidataset_sampling"}):
+            warnings.append(FieldError(names.cli(name), f"{model} trains without reference images; it is ignored"))
     if flavour.guidance != "cfg" and "validation_negative_prompt" in given:
         warnings.append(FieldError("--validation_negative_prompt", f"{model} samples without a negative prompt "
                                    "(guidance is distilled into the model); it is ignored"))

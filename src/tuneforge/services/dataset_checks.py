@@ -12,11 +12,12 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from tuneforge.errors import FieldError
-from tuneforge.options.dataloader import IMAGE_SUFFIXES, DatasetConfig, list_images, pair_key
+from tuneforge.options.dataloader import IMAGE_SUFFIXES, DatasetConfig, list_images, pair_key, read_size, same_aspect
 from tuneforge.options.registry import TrainingOptions
 from tuneforge.services.config_files import writable_problem
 
 IMAGES_OPENED = 20  # enough to catch a folder of broken files without reading a whole dataset
+PAIRS_MEASURED = 1000  # reference_strict pairs whose sizes are compared (the trainer skips any later misfit)
 
 
 def _field(entry: DatasetConfig, key: str) -> str:
@@ -50,6 +51,7 @@ class DatasetChecker:
             for link in entry.conditioning_data:
                 if link in by_id:
                     self._check_pairs(entry, by_id[link])
+        self._check_unreferenced(enabled)
         self._check_size(enabled)
 
     def _check_folder(self, entry: DatasetConfig) -> None:
@@ -96,24 +98,54 @@ class DatasetChecker:
                                           "filename or instanceprompt"))
 
     def _check_pairs(self, entry: DatasetConfig, reference: DatasetConfig) -> None:
-        """Kontext pairs match by relative file name (without extension)."""
+        """Edit images pair with references of the same relative name (`pair_key`, as the trainer pairs them); the
+        trainer skips an edit image without one. `reference_strict` pairs must share an aspect ratio."""
         if entry.id not in self.images or reference.id not in self.images:
             return
-        edits = _stems(*self.images[entry.id])
-        references = _stems(*self.images[reference.id])
-        unpaired = sorted(edits - references)
-        strict = reference.conditioning_type == "reference_strict"
+        edits = _by_key(*self.images[entry.id])
+        references = _by_key(*self.images[reference.id])
+        field = _field(reference, "instance_data_dir")
+        paired = sorted(edits.keys() & references.keys())
+        if not paired:
+            self.errors.append(FieldError(field, f"dataset '{entry.id}': none of its {len(edits)} images has a "
+                                                 f"reference of the same name in '{reference.id}' (e.g. "
+                                                 f"{_sample(sorted(edits))}); name each pair alike"))
+            return
+        unpaired = sorted(edits.keys() - references.keys())
         if unpaired:
-            message = (f"dataset '{entry.id}': {len(unpaired)} of {len(edits)} images have no reference image "
-                       f"of the same name in '{reference.id}' ({_sample(unpaired)}); add them"
-                       + (" or use conditioning_type reference_loose" if strict else " or they train unpaired"))
-            target = self.errors if strict else self.warnings
-            target.append(FieldError(_field(reference, "instance_data_dir"), message))
-        extra = sorted(references - edits)
+            self.warnings.append(FieldError(field, f"dataset '{entry.id}': {len(unpaired)} of {len(edits)} images "
+                                                   f"have no reference of the same name in '{reference.id}' "
+                                                   f"({_sample(unpaired)}); they are skipped"))
+        extra = sorted(references.keys() - edits.keys())
         if extra:
-            self.warnings.append(FieldError(_field(reference, "instance_data_dir"),
-                                            f"dataset '{reference.id}': {len(extra)} reference images have no "
-                                            f"image of the same name in '{entry.id}' ({_sample(extra)}); unused"))
+            self.warnings.append(FieldError(field, f"dataset '{reference.id}': {len(extra)} reference images have no "
+                                                   f"image of the same name in '{entry.id}' ({_sample(extra)}); "
+                                                   "unused"))
+        if reference.conditioning_type == "reference_strict":
+            self._check_aspects(reference, [(edits[key], references[key]) for key in paired[:PAIRS_MEASURED]])
+
+    def _check_aspects(self, reference: DatasetConfig, pairs: list[tuple[Path, Path]]) -> None:
+        mismatched = []
+        for edit, ref in pairs:
+            try:
+                sizes = read_size(edit), read_size(ref)
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+                continue  # an unreadable file is reported by the readability check
+            if not same_aspect(*sizes):
+                mismatched.append(f"{edit.name} {sizes[0][0]}x{sizes[0][1]} vs {sizes[1][0]}x{sizes[1][1]}")
+        if mismatched:
+            self.errors.append(FieldError(_field(reference, "conditioning_type"),
+                                          f"dataset '{reference.id}': reference_strict crops each pair alike, but "
+                                          f"{len(mismatched)} pairs differ in aspect ratio ({_sample(mismatched)}); "
+                                          "use conditioning_type reference_loose, or crop the pairs alike"))
+
+    def _check_unreferenced(self, enabled: list[DatasetConfig]) -> None:
+        linked = {link for entry in enabled for link in entry.conditioning_data}
+        for entry in enabled:
+            if entry.dataset_type == "conditioning" and entry.id not in linked:
+                self.errors.append(FieldError(_field(entry, "id"), f"dataset '{entry.id}' is a conditioning "
+                                                                   "dataset no image dataset names in its "
+                                                                   "conditioning_data; link it or remove it"))
 
     def _check_writable(self, entry: DatasetConfig, key: str, value: str | None) -> None:
         if not value:
@@ -139,5 +171,5 @@ def _has_caption(image: Path) -> bool:
         return False
 
 
-def _stems(folder: Path, images: list[Path]) -> set[str]:
-    return {pair_key(folder, p) for p in images}
+def _by_key(folder: Path, images: list[Path]) -> dict[str, Path]:
+    return {pair_key(folder, p): p for p in images}

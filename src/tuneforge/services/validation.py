@@ -26,11 +26,12 @@ from tuneforge.services.config_files import (
     writable_problem,
 )
 from tuneforge.services.dataset_checks import DatasetChecker
+from tuneforge.services.datasets.files import image_problem
 from tuneforge.services.model_checks import check_base_model, looks_local
 from tuneforge.settings import Settings
 
 _CONFIG_FILES = ("data_backend_config", "lycoris_config")  # JSON files the server reads: kept in the workspace
-_DATA_PATHS = ("output_dir", "cache_dir_vae", "accelerate_config")
+_DATA_PATHS = ("output_dir", "cache_dir_vae", "accelerate_config", "validation_reference_image")
 
 
 @dataclass
@@ -263,6 +264,11 @@ def _check_files(config: TrainingOptions, report: ValidationReport) -> None:
             report.errors.append(FieldError(names.cli(name), f"{problem}; choose a writable folder"))
     if config.accelerate_config and not Path(config.accelerate_config).is_file():
         report.errors.append(FieldError("--accelerate_config", f"file {config.accelerate_config} not found"))
+    reference = config.validation_reference_image
+    problem = image_problem(Path(reference)) if reference and Path(reference).is_file() else "not found"
+    if reference and problem:
+        report.errors.append(FieldError("--validation_reference_image", f"{reference}: {problem}; give an image "
+                                        "file, or leave it empty to use the first pair's reference"))
     for name in ("validation_external_script", "post_checkpoint_script", "post_upload_script"):
         _check_command(getattr(config, name), name, report)
 

@@ -17,9 +17,25 @@ def step_generator(seed: int, step: int, micro: int, rank: int, salt: str = "noi
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
+def _latents(prepared, entries) -> torch.Tensor:
+    return torch.stack([prepared.latent_caches[e.dataset_id].get(e.latent_key)["latent"] for e in entries])
+
+
+def references(run, samples, generator: torch.Generator) -> list[torch.Tensor]:
+    """The batch's reference latents: every linked conditioning set (`combined`), or one of them for the whole
+    batch (`random`, drawn from the step's generator so that resume draws the same)."""
+    count = len(samples[0].references)
+    chosen = range(count)
+    if count > 1 and run.options.conditioning_multidataset_sampling == "random":
+        chosen = [int(torch.randint(count, (1,), generator=generator))]
+    device = run.accelerator.device
+    return [_latents(run.prepared, [s.references[i] for s in samples]).to(device) for i in chosen]
+
+
 def load_batch(run, samples, generator: torch.Generator) -> TrainBatch:
     prepared, adapter = run.prepared, run.adapter
-    latents = torch.stack([prepared.latent_caches[s.dataset_id].get(s.latent_key)["latent"] for s in samples])
+    conditioning = references(run, samples, generator)
+    latents = _latents(prepared, samples)
     dropout = run.options.caption_dropout_probability
     texts = []
     for sample in samples:
@@ -28,7 +44,7 @@ def load_batch(run, samples, generator: torch.Generator) -> TrainBatch:
             key = prepared.prompt_keys[""]
         texts.append(prepared.text_cache.get(key))
     text = {name: value.to(run.accelerator.device) for name, value in adapter.collate_text(texts).items()}
-    return TrainBatch(latents=latents.to(run.accelerator.device), text=text)
+    return TrainBatch(latents=latents.to(run.accelerator.device), text=text, conditioning=conditioning)
 
 
 def prefetched(items: list, load, enabled: bool) -> Iterator:

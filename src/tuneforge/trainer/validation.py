@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import io
 import math
+from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tuneforge.events import Image as EventImage
 from tuneforge.trainer import checkpoints
@@ -88,6 +89,7 @@ def sample(run: Run, size: tuple[int, int]) -> Image.Image:
     seed = options.validation_seed if options.validation_seed is not None else run.seed
     kwargs = run.adapter.pipeline_call_kwargs(*size)
     kwargs.update(run.adapter.pipeline_inputs(positive, negative, options.validation_guidance))
+    kwargs.update(run.adapter.reference_inputs(reference_image(run), *size))
     if options.validation_preview:
         hook = _preview_hook(run, options.validation_prompt, size, steps)
         kwargs.update(run.adapter.preview_kwargs(hook, *size))
@@ -99,6 +101,24 @@ def sample(run: Run, size: tuple[int, int]) -> Image.Image:
     finally:
         model.train(was_training)
     return _tensor_to_pil(pixels)
+
+
+def reference_path(run: Run) -> Path | None:
+    """What an edit model's validation edits: `validation_reference_image`, else the first pair's reference."""
+    if not run.adapter.flavour.needs_conditioning:
+        return None
+    if run.options.validation_reference_image:
+        return Path(run.options.validation_reference_image)
+    paired = next((s for s in run.prepared.all_samples() if s.references), None)
+    return paired.references[0].path if paired else None
+
+
+def reference_image(run: Run) -> Image.Image | None:
+    path = reference_path(run)
+    if path is None:
+        return None
+    with Image.open(path) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
 
 
 def configured(options) -> bool:
@@ -133,8 +153,10 @@ def validate(run: Run) -> None:
             picture.save(path)
             paths.append(str(path))
             images.append(EventImage(src=data_uri(picture)))
+        reference = reference_path(run)
+        extra = {"reference": str(reference)} if reference else {}
         run.events("training.validation", f"Validation at step {run.global_step}", options.validation_prompt,
-                   data={"step": run.global_step, "prompt": options.validation_prompt, "paths": paths},
+                   data={"step": run.global_step, "prompt": options.validation_prompt, "paths": paths, **extra},
                    images=images)
     run.accelerator.wait_for_everyone()
 
