@@ -10,9 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
-from engine_helpers import make_spec, read_events, run_in_process, trainable, write_pairs
 from PIL import Image
 
+from engine_helpers import make_spec, read_events, run_in_process, trainable, write_pairs
 from tuneforge import runfolder
 from tuneforge.options.registry import TrainingOptions
 
