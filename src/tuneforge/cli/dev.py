@@ -14,7 +14,8 @@ app = typer.Typer(help="Developer tools.", no_args_is_help=True)
 def make_tiny_model(
     out: Annotated[Path, typer.Argument(help="Folder to write the diffusers pipeline into")],
     family: Annotated[str, typer.Option(help="Model family: pixart_sigma or flux")] = "pixart_sigma",
-    flavour: Annotated[str | None, typer.Option(help="Flavour (flux: dev, schnell or kontext); the family's default")] = None,
+    flavour: Annotated[str | None, typer.Option(
+        help="Flavour (flux: dev, schnell, kontext); the family's default")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random weights")] = 0,
 ) -> None:
     """Write a tiny random-weight diffusers pipeline (offline tokenizers included)."""
