@@ -3,6 +3,7 @@ it, and what it names exists in the engine."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import typing
 
@@ -10,7 +11,7 @@ import pytest
 
 from engine_helpers import run_in_process, write_images
 from tuneforge.options import capabilities
-from tuneforge.options.capabilities import FAMILIES, PRECISIONS, Family
+from tuneforge.options.capabilities import FAMILIES, PRECISIONS
 from tuneforge.options.lycoris import Algo
 from tuneforge.services.validation import build_run_spec
 
@@ -49,8 +50,8 @@ def test_the_lycoris_algorithms_offered_are_the_library_s():
 def test_a_family_added_to_the_table_trains_end_to_end(monkeypatch, tmp_path, tiny_pixart, local_client, workspace):
     """A new row (here a twin of PixArt Sigma) is enough: nothing else lists the families."""
     pixart = FAMILIES["pixart_sigma"]
-    twin = Family("pixart_twin", "only", {"only": capabilities._pixart("only", "someone/pixart-twin")},
-                  components=pixart.components, lora_types=("standard",))
+    twin = dataclasses.replace(pixart, name="pixart_twin", default_flavour="only", lora_types=("standard",),
+                               flavours={"only": capabilities._pixart("only", "someone/pixart-twin")})
     monkeypatch.setitem(FAMILIES, "pixart_twin", twin)
     write_images(workspace / "datasets/twin", 2)
     (workspace / "config").mkdir(exist_ok=True)

@@ -302,3 +302,108 @@ def test_the_other_quanto_precisions_train_a_lycoris(precision, tmp_path, tiny_f
     spec = flux_spec(tmp_path, tiny_flux, data, LOKR, max_train_steps=3, base_model_precision=precision)
     outcome, run = run_in_process(tmp_path, spec)
     assert outcome == "completed" and all(np.isfinite(run.losses))
+
+
+def test_apply_preset_decides_what_lycoris_wraps_and_nothing_matched_is_refused_early(tmp_path, tiny_flux):
+    data = write_images(tmp_path / "data", 2)
+    feed_forward = {**LOKR, "apply_preset": {"target_module": ["FeedForward"]}}
+    outcome, run = run_in_process(tmp_path / "ff", flux_spec(tmp_path / "ff", tiny_flux, data, feed_forward,
+                                                             max_train_steps=1))
+    assert outcome == "completed"
+    wrapped = {name for name, _ in run.unwrapped().lycoris_network.named_children()}
+    assert wrapped and all("_ff_" in name or "_ff_context_" in name for name in wrapped), wrapped
+
+    from tuneforge.errors import Invalid
+
+    nothing = {**LOKR, "apply_preset": {"target_module": ["NoSuchBlock"]}}
+    events = []
+    with pytest.raises(Invalid, match="wraps no layer"):
+        run_in_process(tmp_path / "none", flux_spec(tmp_path / "none", tiny_flux, data, nothing, max_train_steps=1),
+                       events.append)
+    assert not any(e.type == "lifecycle.stage" for e in events)  # refused before any data was cached
+
+
+@pytest.mark.parametrize("target", ["mmdit", "context", "all+ffs"])
+def test_each_flux_lora_target_trains_its_layers(target, tmp_path, tiny_flux):
+    from tuneforge.options.capabilities import FLUX_LORA_TARGETS
+
+    data = write_images(tmp_path / "data", 2)
+    outcome, run = run_in_process(tmp_path, flux_spec(tmp_path, tiny_flux, data, max_train_steps=1,
+                                                      flux_lora_target=target))
+    assert outcome == "completed"
+    trained = {name.rsplit(".lora_", 1)[0] for name, p in run.unwrapped().named_parameters() if p.requires_grad}
+    assert trained and all(any(m.endswith(t) for t in FLUX_LORA_TARGETS[target]) for m in trained)
+
+
+def test_a_lora_target_the_model_lacks_is_refused_before_caching(tmp_path, tiny_flux):
+    from tuneforge.errors import Invalid
+
+    data = write_images(tmp_path / "data", 2)
+    events = []
+    with pytest.raises(Invalid) as caught:
+        run_in_process(tmp_path, flux_spec(tmp_path, tiny_flux, data, flux_lora_target="tiny"), events.append)
+    assert caught.value.errors[0].field == "--flux_lora_target"
+    assert not any(e.type == "lifecycle.stage" for e in events)
+
+
+@pytest.mark.parametrize("family", ["flux", "pixart_sigma"])
+def test_validation_samples_a_bf16_base_without_mixed_precision(family, tmp_path, tiny_flux, tiny_pixart):
+    from tuneforge.trainer.validation import sample
+
+    model = tiny_flux if family == "flux" else tiny_pixart
+    data = write_images(tmp_path / "data", 1)
+    spec = make_spec(tmp_path, model, data, model_family=family, max_train_steps=1, base_model_precision="bf16",
+                     mixed_precision="no", validation_prompt=PROMPT, validation_num_inference_steps=2)
+    outcome, run = run_in_process(tmp_path, spec)
+    assert outcome == "completed"
+    assert sample(run, (64, 64)).size == (64, 64)
+
+
+def test_outputs_are_readable_by_other_users(tmp_path, tiny_flux):
+    from tuneforge.models.files import UMASK
+
+    data = write_images(tmp_path / "data", 2)
+    for name, lycoris, options in (("lycoris", LOKR, {}), ("full", None, {"model_type": "full"})):
+        outcome, run = run_in_process(tmp_path / name, flux_spec(tmp_path / name, tiny_flux, data, lycoris,
+                                                                 max_train_steps=1, **options))
+        assert outcome == "completed"
+        weights = [p for p in run.output_dir.rglob("*.safetensors") if "cache" not in p.parts]
+        assert weights and all(p.stat().st_mode & 0o777 == 0o666 & ~UMASK for p in weights), weights
+
+
+def test_text_encoders_follow_their_precision_and_the_cache_key_tells_them_apart(tiny_flux):
+    from optimum.quanto import QLinear
+
+    from tuneforge.models.flux import FluxAdapter
+
+    plain = FluxAdapter(TrainingOptions(model_family="flux", pretrained_model_name_or_path=str(tiny_flux)),
+                        torch.device("cpu"))
+    quantised = FluxAdapter(TrainingOptions(model_family="flux", pretrained_model_name_or_path=str(tiny_flux),
+                                            text_encoder_precision="int8-quanto"), torch.device("cpu"))
+    assert plain.text_encoder_fingerprint() != quantised.text_encoder_fingerprint()
+    quantised.load_text_encoders()
+    assert any(isinstance(m, QLinear) for m in quantised.t5.modules())
+    assert not any(isinstance(m, QLinear) for m in quantised.clip.modules())  # CLIP only takes the dtype
+
+
+def test_t5_lengths_default_per_flavour(tiny_flux, tiny_flux_schnell):
+    from tuneforge.models.flux import FluxAdapter
+
+    for flavour, model, tokens in (("dev", tiny_flux, 512), ("schnell", tiny_flux_schnell, 256)):
+        options = TrainingOptions(model_family="flux", model_flavour=flavour, pretrained_model_name_or_path=str(model))
+        assert FluxAdapter(options, torch.device("cpu")).max_tokens == tokens
+
+
+def test_a_checkpoint_from_before_layouts_were_recorded_still_resumes(tmp_path, tiny_flux):
+    import json
+
+    data = write_images(tmp_path / "data", 2)
+    spec = flux_spec(tmp_path, tiny_flux, data, max_train_steps=2, checkpoint_step_interval=2)
+    assert run_in_process(tmp_path, spec)[0] == "completed"
+    state_file = tmp_path / "out/checkpoint-2" / runfolder.CHECKPOINT_STATE_FILE
+    state = json.loads(state_file.read_text())
+    state.pop("trained")
+    state_file.write_text(json.dumps(state))
+    spec = flux_spec(tmp_path, tiny_flux, data, max_train_steps=3, resume_from_checkpoint="latest")
+    outcome, run = run_in_process(tmp_path, spec)
+    assert outcome == "completed" and run.resumed_from.name == "checkpoint-2"

@@ -91,7 +91,7 @@ def test_two_process_accelerate_run_agrees_across_ranks(tmp_path, tiny_flux):
     data = write_images(tmp_path / "data", 8)
     spec = make_spec(tmp_path, tiny_flux, data, model_family="flux", max_train_steps=6, train_batch_size=2,
                      num_processes=2, checkpoint_step_interval=3,
-                     lycoris={"algo": "lokr", "linear_dim": 4, "linear_alpha": 4, "factor": 4})
+                     lycoris={"algo": "lokr", "linear_dim": 4, "linear_alpha": 4, "factor": 4, "module_dropout": 0.2})
     run_dir = write_run_dir(tmp_path, spec)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

@@ -82,9 +82,7 @@ def test_lycoris_config_is_checked_key_by_key(local_client, workspace, flux_fiel
     warnings = {w["field"]: w["message"] for w in response.json()["warnings"]}
     assert "linear_dim=10000" in warnings["--lora_rank"]  # the file wins, and says so
     cases = [({"algo": "lokrr"}, "did you mean 'lokr'"), ({"algo": "lokr", "factor": 0}, "factor must be -1"),
-             ({"algo": "lokr", "lienar_dim": 4}, "did you mean 'linear_dim'"), (["lokr"], "JSON object"),
-             ({"algo": "lokr", "preset": "attn-mlp", "apply_preset": {"target_module": ["FluxAttention"]}},
-              "not both")]
+             ({"algo": "lokr", "lienar_dim": 4}, "did you mean 'linear_dim'"), (["lokr"], "JSON object")]
     for settings, expected in cases:
         written = write_lycoris(workspace, settings)
         problems = errors_of(validate(local_client, {**lycoris, "--lycoris_config": written}))
@@ -138,3 +136,41 @@ def test_the_options_catalogue_publishes_the_capability_table(local_client):
     assert families["flux"]["trainable_flavours"] == ["dev", "schnell", "kontext"]
     assert "lycoris" in families["flux"]["lora_types"] and "nf4-bnb" in families["flux"]["base_model_precisions"]
     assert families["pixart_sigma"]["default_resolution"]["600M-512"] == 512
+
+
+def test_options_that_would_fail_or_be_ignored_later_are_named_now(local_client, workspace, flux_fields):
+    cases = [({"--model_type": "full", "--base_model_precision": "fp16", "--mixed_precision": "fp16"},
+              "--base_model_precision", "gradient scaler"),
+             ({"--flow_schedule_shift": "0"}, "--flow_schedule_shift", "> 0"),
+             ({"--tokenizer_max_length": "600"}, "--tokenizer_max_length", "<= 512"),
+             ({"--clip_skip": "3"}, "--clip_skip", "has 2 layers"),
+             ({"--pretrained_model_name_or_path": "black-forest-labs/FLUX.1-schnell"},
+              "--pretrained_model_name_or_path", "schnell model")]
+    for extra, field, expected in cases:
+        problems = errors_of(validate(local_client, {**flux_fields, **extra}))
+        assert expected in problems[field], (extra, problems)
+    for settings, expected in (({"algo": "lokr", "multiplier": 0.5}, "strength 1"),
+                               ({"algo": "lokr", "preset": "attn-mlp"}, "apply_preset.target_module")):
+        written = write_lycoris(workspace, settings)
+        problems = errors_of(validate(local_client, {**flux_fields, "--lora_type": "lycoris",
+                                                     "--lycoris_config": written}))
+        assert expected in problems["--lycoris_config"], problems
+    written = write_lycoris(workspace, {"algo": "lokr"})
+    response = validate(local_client, {**flux_fields, "--lycoris_config": written, "--validation_resolution": "100"})
+    warnings = {w["field"]: w["message"] for w in response.json()["warnings"]}
+    assert "--lora_type=lycoris" in warnings["--lycoris_config"]
+    assert "makes 96x96" in warnings["--validation_resolution"]
+
+
+def test_resume_with_another_lora_rank_is_refused_at_validate(local_client, workspace, flux_fields):
+    _fake_checkpoint(workspace / "output/flux", 4, {"model_family": "flux", "model_type": "lora",
+                                                    "lora_type": "standard", "lora_rank": 16, "lora_alpha": 16.0,
+                                                    "lora_targets": "all"})
+    fields = {**flux_fields, "--resume_from_checkpoint": "latest"}
+    assert validate(local_client, fields).status_code == 200
+    problems = errors_of(validate(local_client, {**fields, "--lora_rank": "8"}))
+    assert "lora_rank=16" in problems["--lora_rank"] and "--lora_alpha" not in problems  # alpha followed the rank
+    problems = errors_of(validate(local_client, {**fields, "--lora_alpha": "4"}))
+    assert "lora_alpha=16.0" in problems["--lora_alpha"]
+    problems = errors_of(validate(local_client, {**fields, "--flux_lora_target": "mmdit"}))
+    assert "lora_targets=all" in problems["--flux_lora_target"]

@@ -63,9 +63,6 @@ def is_local(source: str) -> bool:
 class ModelAdapter(ABC):
     """One family (pixart_sigma, flux, ...). Instances hold the loaded components."""
 
-    #: layer classes a LyCORIS network wraps when the lycoris_config names no preset of its own
-    lycoris_targets: tuple[str, ...] = ("Attention", "FeedForward")
-
     def __init__(self, options: TrainingOptions, device: torch.device) -> None:
         self.options = options
         self.device = device
@@ -95,6 +92,18 @@ class ModelAdapter(ABC):
     @property
     @abstractmethod
     def transformer_class(self) -> Any: ...
+
+    def transformer_skeleton(self) -> torch.nn.Module:
+        """The transformer's modules without weights (nothing is read but its config): to check a LoRA's or
+        LyCORIS network's layers before any slow work."""
+        from accelerate import init_empty_weights
+
+        try:
+            config = self.transformer_class.load_config(self.source, subfolder="transformer")
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot read the transformer's config from {self.source!r}: {exc}") from exc
+        with init_empty_weights():
+            return self.transformer_class.from_config(config)
 
     def load_transformer(self) -> torch.nn.Module:
         extra = load_kwargs(self.options.base_model_precision)
@@ -185,6 +194,12 @@ class ModelAdapter(ABC):
         latents = latents.to(self.vae.dtype) / config.scaling_factor + (config.shift_factor or 0.0)
         return self.vae.decode(latents).sample
 
+    def in_model_dtype(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cached embeddings in the transformer's dtype: pipelines make their latents in the embeddings' dtype and
+        do not cast them for a bf16 transformer."""
+        dtype = self.dtype or torch.float32
+        return {name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()}
+
     def collate_text(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
@@ -197,9 +212,9 @@ class ModelAdapter(ABC):
     def predict(self, model: torch.nn.Module, noisy: NoisyBatch, batch: TrainBatch) -> torch.Tensor:
         """Run the (possibly wrapped) denoiser; returns a prediction shaped like `noisy.target`."""
 
-    @abstractmethod
     def lora_target_modules(self) -> list[str]:
-        """peft `target_modules` of a standard LoRA."""
+        """peft `target_modules` of a standard LoRA: the capability table's preset for the run."""
+        return list(self.family.lora_targets[self.family.lora_target_preset(self.options)])
 
     # --- validation and outputs ------------------------------------------------------------------------------
     @property

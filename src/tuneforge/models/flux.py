@@ -14,22 +14,9 @@ import torch
 
 from tuneforge.errors import FieldError, Invalid
 from tuneforge.models.base import ModelAdapter, ModelLoadError, NoiseObjective, NoisyBatch, PreviewHook, TrainBatch
+from tuneforge.options.model_folder import guidance_problem
 
 CLIP_TOKENS = 77
-
-# `flux_lora_target` presets (the layer names each one trains, as the field's trainers name them).
-_ATTENTION = ["to_k", "to_q", "to_v", "to_out.0"]
-_CONTEXT = ["add_k_proj", "add_q_proj", "add_v_proj", "to_add_out"]
-_FEED_FORWARD = ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out"]
-LORA_TARGETS = {
-    "mmdit": _ATTENTION,
-    "context": _CONTEXT,
-    "all": _ATTENTION + _CONTEXT,
-    "all+ffs": _ATTENTION + _CONTEXT + _FEED_FORWARD,
-    "tiny": ["single_transformer_blocks.7.proj_out", "single_transformer_blocks.20.proj_out"],
-    "nano": ["single_transformer_blocks.7.proj_out"],
-}
-
 
 def pack(latents: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) latents -> (B, h/2 * w/2, 4C) tokens, one per 2x2 patch, row by row."""
@@ -67,13 +54,11 @@ class FlowMatchObjective(NoiseObjective):
 
 
 class FluxAdapter(ModelAdapter):
-    lycoris_targets = ("FluxAttention", "FeedForward")
-
     def __init__(self, options: Any, device: torch.device) -> None:
         super().__init__(options, device)
         self.clip_tokenizer = self.clip = self.t5_tokenizer = self.t5 = None
         self.guidance_embeds = self.flavour.guidance == "distilled"
-        self._objective = FlowMatchObjective(options.flow_schedule_shift)
+        self._objective: FlowMatchObjective | None = None
 
     @property
     def transformer_class(self) -> Any:
@@ -89,11 +74,9 @@ class FluxAdapter(ModelAdapter):
 
     def load_transformer(self) -> torch.nn.Module:
         transformer = super().load_transformer()
-        if bool(transformer.config.guidance_embeds) != self.guidance_embeds:
-            has = "has a guidance embedding (a dev model)" if transformer.config.guidance_embeds else \
-                "has no guidance embedding (a schnell model)"
-            raise ModelLoadError(f"pretrained_model_name_or_path: this transformer {has}, but --model_flavour="
-                                 f"{self.flavour.name} expects otherwise: set the flavour that matches the model")
+        problem = guidance_problem(bool(transformer.config.guidance_embeds), self.flavour)
+        if problem:
+            raise ModelLoadError(f"pretrained_model_name_or_path: {problem}")
         return transformer
 
     def load_text_encoders(self) -> None:
@@ -113,7 +96,7 @@ class FluxAdapter(ModelAdapter):
 
     # --- caches ----------------------------------------------------------------------------------------------
     def text_encoder_fingerprint(self) -> str:
-        extra = f"clip+t5|{self.max_tokens}|skip{self.options.clip_skip}|{self.options.text_encoder_precision}"
+        extra = f"clip+t5|{self.max_tokens}|layer{max(self.options.clip_skip, 1)}|{self.options.text_encoder_precision}"
         return self.fingerprint("text_encoder", extra + "|" + self.fingerprint("text_encoder_2", ""))
 
     @torch.no_grad()
@@ -144,6 +127,13 @@ class FluxAdapter(ModelAdapter):
     # --- training --------------------------------------------------------------------------------------------
     @property
     def objective(self) -> FlowMatchObjective:
+        if self._objective is None:
+            from diffusers import FlowMatchEulerDiscreteScheduler
+
+            shift = self.options.flow_schedule_shift
+            if shift is None:
+                shift = float(self.load(FlowMatchEulerDiscreteScheduler, "scheduler").config.shift)
+            self._objective = FlowMatchObjective(shift)
         return self._objective
 
     def image_tokens(self, latents: torch.Tensor, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,9 +161,6 @@ class FluxAdapter(ModelAdapter):
         )[0]
         return unpack(out[:, : (height // 2) * (width // 2)], height, width)  # the target's tokens come first
 
-    def lora_target_modules(self) -> list[str]:
-        return list(LORA_TARGETS[self.options.flux_lora_target])
-
     # --- validation ------------------------------------------------------------------------------------------
     def build_pipeline(self, transformer: torch.nn.Module) -> Any:
         from diffusers import FlowMatchEulerDiscreteScheduler
@@ -186,6 +173,7 @@ class FluxAdapter(ModelAdapter):
 
     def pipeline_inputs(self, positive: dict[str, torch.Tensor], negative: dict[str, torch.Tensor],
                         guidance: float) -> dict[str, Any]:
+        positive = self.in_model_dtype(positive)
         inputs: dict[str, Any] = {"prompt_embeds": positive["prompt_embeds"],
                                   "pooled_prompt_embeds": positive["pooled_prompt_embeds"]}
         if self.guidance_embeds:
@@ -206,5 +194,7 @@ class FluxAdapter(ModelAdapter):
         return super().decode_sample(unpack(latents, *self._latent_size(width, height)), width, height)
 
     def _latent_size(self, width: int, height: int) -> tuple[int, int]:
-        """(h, w) of the VAE latents of a width x height image (8x smaller, even for the 2x2 packing)."""
-        return 2 * (height // 16), 2 * (width // 16)
+        """(h, w) of the VAE latents of a width x height image (even, for the 2x2 packing), as the pipeline sizes
+        them."""
+        scale = 2 ** (len(self.vae.config.block_out_channels) - 1) * 2 if self.vae is not None else 16
+        return 2 * (height // scale), 2 * (width // scale)

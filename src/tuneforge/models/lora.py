@@ -42,11 +42,14 @@ class PeftLora(Trainable):
         self.config = LoraConfig(r=options.lora_rank, lora_alpha=alpha, lora_dropout=options.lora_dropout,
                                  target_modules=adapter.lora_target_modules(), init_lora_weights=True)
 
+    def check(self, skeleton: torch.nn.Module) -> None:
+        _check_targets(skeleton, list(self.config.target_modules), self.options)
+
     def attach(self, transformer: torch.nn.Module) -> list[torch.nn.Parameter]:
         from diffusers.training_utils import cast_training_params
         from peft import inject_adapter_in_model
 
-        _check_targets(transformer, list(self.config.target_modules), self.options)
+        self.check(transformer)
         inject_adapter_in_model(self.config, transformer, adapter_name="default")  # freezes the base
         cast_training_params(transformer, torch.float32)
         return [param for param in transformer.parameters() if param.requires_grad]

@@ -9,7 +9,9 @@ so `apply_lycoris_weights` re-applies it to a pipeline's transformer.
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ import torch
 from tuneforge.errors import FieldError, Invalid
 from tuneforge.models.files import save_tensors
 from tuneforge.models.trainable import Trainable
+from tuneforge.options.capabilities import PRECISIONS
+from tuneforge.options.lycoris import network_kwargs
 
 WEIGHTS_NAME = "lycoris_weights.safetensors"
 CONFIG_NAME = "lycoris_config.json"
@@ -25,18 +29,13 @@ MODULE_NAME = "lycoris_network"
 PREFIX = "lycoris"  # ComfyUI maps `lycoris_<diffusers module path>` keys for Flux
 
 
-def _preset(config: Any, adapter: Any) -> dict[str, Any]:
+def _preset(config: Any, family: Any) -> dict[str, Any]:
     """A complete preset: `LycorisNetwork.apply_preset` changes class-level state, so every key is set each time
     (a preset of an earlier run in this process must not leak into this one)."""
-    from lycoris.config import PRESET
-
-    preset: dict[str, Any] = {"enable_conv": True, "target_module": list(adapter.lycoris_targets), "target_name": [],
+    preset: dict[str, Any] = {"enable_conv": True, "target_module": list(family.lycoris_targets), "target_name": [],
                               "module_algo_map": {}, "name_algo_map": {}, "use_fnmatch": False, "exclude_name": [],
                               "lora_prefix": PREFIX}
-    if config.preset:
-        builtin = PRESET[config.preset]
-        preset.update({key: builtin[key] for key in ("enable_conv", "target_module", "target_name") if key in builtin})
-    elif config.apply_preset is not None:
+    if config.apply_preset is not None:
         preset.update(config.apply_preset.model_dump(exclude_none=True))
     return preset
 
@@ -48,24 +47,39 @@ class LycorisTrainable(Trainable):
             message = "a LyCORIS run needs its lycoris_config"
             raise Invalid(message, [FieldError("--lycoris_config", message)])
         self.config = config
-        self.network: Any = None
+
+    def check(self, skeleton: torch.nn.Module) -> None:
+        """Some layer must be of a targeted class or carry a targeted name (what LyCORIS matches)."""
+        preset = _preset(self.config, self.adapter.family)
+        classes = set(preset["target_module"]) | set(preset["module_algo_map"])
+        patterns = [*preset["target_name"], *preset["name_algo_map"]]
+        match = fnmatch.fnmatch if preset["use_fnmatch"] else (lambda name, pattern: re.match(pattern, name))
+        if not any(type(module).__name__ in classes or any(match(name, p) for p in patterns)
+                   for name, module in skeleton.named_modules()):
+            raise self._wraps_nothing()
+
+    def _wraps_nothing(self) -> Invalid:
+        message = (f"lycoris_config wraps no layer of this {self.options.model_family} transformer: name its layer "
+                   "classes in apply_preset.target_module (by default tuneforge wraps "
+                   f"{', '.join(self.adapter.family.lycoris_targets)})")
+        return Invalid(message, [FieldError("--lycoris_config", message)])
 
     def attach(self, transformer: torch.nn.Module) -> list[torch.nn.Parameter]:
-        from lycoris import LycorisNetwork, create_lycoris
+        from lycoris import LycorisNetwork
 
         transformer.requires_grad_(False)
-        LycorisNetwork.apply_preset(_preset(self.config, self.adapter))
-        network = create_lycoris(transformer, warn_on_unmatched=False, **self.config.create_kwargs())
+        kwargs = network_kwargs(self.config)
+        # Over low-precision or quantised weights, add the network's output rather than rebuilding W + dW in the
+        # base's dtype, so that the update really trains (and is applied) in fp32.
+        kwargs.setdefault("bypass_mode", PRECISIONS[self.options.base_model_precision].dtype not in (None, "float32"))
+        LycorisNetwork.apply_preset(_preset(self.config, self.adapter.family))
+        network = LycorisNetwork(transformer, warn_on_unmatched=False, **kwargs)
         if not network.loras:
-            message = (f"lycoris_config matches no layer of this {self.options.model_family} transformer: leave "
-                       f"preset out (tuneforge then targets {', '.join(self.adapter.lycoris_targets)}) or name its "
-                       "layer classes in apply_preset.target_module")
-            raise Invalid(message, [FieldError("--lycoris_config", message)])
+            raise self._wraps_nothing()
         network.apply_to()
-        network.to(dtype=torch.float32)  # trains in fp32 over a bf16 or quantised base
+        network.to(dtype=torch.float32)
         network.requires_grad_(True)
         transformer.add_module(MODULE_NAME, network)
-        self.network = network
         return [param for param in network.parameters() if param.requires_grad]
 
     def save(self, transformer: torch.nn.Module, folder: Path) -> Path:

@@ -99,9 +99,6 @@ class PixArtSigmaAdapter(ModelAdapter):
         # PixArt predicts (epsilon, variance) when out_channels is twice the latent channels; train the first.
         return out[:, :channels] if out.shape[1] == 2 * channels else out
 
-    def lora_target_modules(self) -> list[str]:
-        return ["to_q", "to_k", "to_v", "to_out.0"]
-
     # --- validation ------------------------------------------------------------------------------------------
     def build_pipeline(self, transformer: torch.nn.Module) -> Any:
         from diffusers import DPMSolverMultistepScheduler
@@ -113,6 +110,7 @@ class PixArtSigmaAdapter(ModelAdapter):
 
     def pipeline_inputs(self, positive: dict[str, torch.Tensor], negative: dict[str, torch.Tensor],
                         guidance: float) -> dict[str, Any]:
+        positive, negative = self.in_model_dtype(positive), self.in_model_dtype(negative)
         return {"prompt_embeds": positive["prompt_embeds"], "prompt_attention_mask": positive["attention_mask"],
                 "negative_prompt": None, "negative_prompt_embeds": negative["prompt_embeds"],
                 "negative_prompt_attention_mask": negative["attention_mask"], "guidance_scale": guidance}

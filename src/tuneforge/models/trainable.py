@@ -28,6 +28,11 @@ class Trainable(ABC):
     def attach(self, transformer: torch.nn.Module) -> list[torch.nn.Parameter]:
         """Make the transformer trainable this way; returns the parameters the optimizer updates."""
 
+    def check(self, skeleton: torch.nn.Module) -> None:
+        """Raise `Invalid` when the layers this would train do not exist (checked on a weightless transformer
+        before data is cached). A full fine-tune trains every layer there is."""
+        return None
+
     @abstractmethod
     def save(self, transformer: torch.nn.Module, folder: Path) -> Path:
         """Write the output (weights others can load) into `folder`; returns the main file or folder."""

@@ -9,7 +9,7 @@ the trainer only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Guidance = Literal["cfg", "distilled", "none"]
@@ -20,7 +20,7 @@ class Precision:
     """A `base_model_precision` / `text_encoder_precision` value."""
 
     name: str
-    dtype: str | None  # the torch dtype weights load in (`torch.<dtype>`); None keeps the checkpoint's own
+    dtype: str | None  # the torch dtype weights load in (`torch.<dtype>`); None: diffusers' default, fp32
     quantiser: Literal["quanto", "bnb"] | None = None
     weights: str | None = None  # the quantiser's weight type (optimum-quanto `qint8`, bitsandbytes `nf4`)
     needs: tuple[str, ...] = ()  # Python packages, and "cuda" for an NVIDIA GPU
@@ -63,6 +63,15 @@ class Family:
     model_types: tuple[str, ...] = ("full", "lora")
     lora_types: tuple[str, ...] = ("standard", "lycoris")
     precisions: tuple[str, ...] = tuple(PRECISIONS)
+    # A standard LoRA's layers (peft `target_modules`) by preset; `lora_target_option` names the option that picks
+    # the preset (None: the one preset "default").
+    lora_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    lora_target_option: str | None = None
+    lycoris_targets: tuple[str, ...] = ()  # layer classes a LyCORIS network wraps unless apply_preset says otherwise
+    clip_encoder: str | None = None  # the component whose layers `clip_skip` counts
+
+    def lora_target_preset(self, options: object) -> str:
+        return str(getattr(options, self.lora_target_option)) if self.lora_target_option else "default"
 
     @property
     def pipeline_classes(self) -> tuple[str, ...]:
@@ -80,6 +89,18 @@ def _pixart(name: str, hub_id: str, resolution: int = 1024) -> Flavour:
 
 
 _FLUX = "tuneforge.models.flux:FluxAdapter"
+_ATTENTION = ("to_k", "to_q", "to_v", "to_out.0")
+# Flux's `flux_lora_target` presets, with the layers each trains as the field's trainers name them.
+_FLUX_CONTEXT = ("add_k_proj", "add_q_proj", "add_v_proj", "to_add_out")
+_FLUX_FEED_FORWARD = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out")
+FLUX_LORA_TARGETS = {
+    "mmdit": _ATTENTION,
+    "context": _FLUX_CONTEXT,
+    "all": _ATTENTION + _FLUX_CONTEXT,
+    "all+ffs": _ATTENTION + _FLUX_CONTEXT + _FLUX_FEED_FORWARD,
+    "tiny": ("single_transformer_blocks.7.proj_out", "single_transformer_blocks.20.proj_out"),
+    "nano": ("single_transformer_blocks.7.proj_out",),
+}
 
 FAMILIES: dict[str, Family] = {
     "pixart_sigma": Family("pixart_sigma", "900M-1024-v0.6", _by_name(
@@ -89,7 +110,8 @@ FAMILIES: dict[str, Family] = {
         _pixart("600M-512", "PixArt-alpha/PixArt-Sigma-XL-2-512-MS", resolution=512),
         _pixart("600M-1024", "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"),
         _pixart("600M-2048", "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS", resolution=2048),
-    ), components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler")),
+    ), components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
+        lora_targets={"default": _ATTENTION}, lycoris_targets=("Attention", "FeedForward")),
     "flux": Family("flux", "dev", _by_name(
         Flavour("dev", "black-forest-labs/FLUX.1-dev", "FluxPipeline", _FLUX, guidance="distilled", max_tokens=512),
         Flavour("schnell", "black-forest-labs/FLUX.1-schnell", "FluxPipeline", _FLUX, guidance="none",
@@ -97,7 +119,9 @@ FAMILIES: dict[str, Family] = {
         Flavour("kontext", "black-forest-labs/FLUX.1-Kontext-dev", "FluxKontextPipeline",
                 "tuneforge.models.flux_kontext:FluxKontextAdapter", guidance="distilled", max_tokens=512,
                 needs_conditioning=True),
-    ), components=("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")),
+    ), components=("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler"),
+        lora_targets=FLUX_LORA_TARGETS, lora_target_option="flux_lora_target",
+        lycoris_targets=("FluxAttention", "FeedForward"), clip_encoder="text_encoder"),
 }
 
 

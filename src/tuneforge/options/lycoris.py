@@ -1,8 +1,8 @@
 """The `--lycoris_config` file: a typed schema of what the lycoris-lora library is given (torch-free).
 
-The keys are those of `lycoris.create_lycoris` (lycoris-lora 4.1): `algo`, `multiplier`, `linear_dim`,
-`linear_alpha`, `factor`, dropouts and the algorithm switches, plus a `preset` name or an `apply_preset` object
-(`target_module`, `module_algo_map`, ...). Unknown keys are errors: lycoris itself would ignore a typo.
+The keys are those of `lycoris.create_lycoris` (lycoris-lora 4.1): `algo`, `linear_dim`, `linear_alpha`, `factor`,
+dropouts and the algorithm switches, and an `apply_preset` object (`target_module`, `module_algo_map`, ...) saying
+which layers to wrap. Unknown keys are errors: lycoris itself would ignore a typo.
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ from tuneforge.options.registry import TrainingOptions
 
 # The algorithms tuneforge trains, saves and resumes (each is exercised by the engine tests).
 Algo = Literal["lora", "locon", "loha", "lokr"]
-# lycoris-lora's built-in presets. They name modules by class; diffusers' Flux blocks are not among them, so
-# without a preset tuneforge targets each family's attention and feed-forward layers (see the model adapter).
-BUILTIN_PRESETS = ("full", "full-lin", "attn-mlp", "attn-only", "unet-only", "unet-transformer-only",
-                   "unet-convblock-only")
 
 
 def _check_factor(factor: int | None) -> None:
@@ -69,7 +65,7 @@ class LycorisConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     algo: Algo = "lokr"
-    multiplier: float = Field(1.0, gt=0, le=100)
+    multiplier: float = Field(1.0, description="Always 1: the strength is chosen when the output is loaded")
     linear_dim: int | None = Field(None, ge=1, le=100_000, description="Rank (LoKr: above the layer size = full)")
     linear_alpha: float | None = Field(None, gt=0, description="Alpha; the scale is alpha / linear_dim")
     conv_dim: int | None = Field(None, ge=1, le=100_000)
@@ -87,19 +83,21 @@ class LycorisConfig(BaseModel):
     wd_on_output: bool | None = None
     bypass_mode: bool | None = None
     train_norm: bool | None = None
-    preset: Literal[BUILTIN_PRESETS] | None = None  # type: ignore[valid-type]
+    preset: str | None = Field(None, description="Refused: lycoris' built-in presets name no diffusers layer class")
     apply_preset: PresetSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> LycorisConfig:
         _check_factor(self.factor)
-        if self.preset and self.apply_preset:
-            raise ValueError("give either preset (a built-in name) or apply_preset (your own targets), not both")
+        if self.multiplier != 1:
+            raise ValueError(f"multiplier {self.multiplier:g}: the saved network is loaded at strength 1 (ComfyUI, "
+                             "lycoris' own loader), so a run trained at another one would not reproduce; set 1.0 and "
+                             "choose the strength when you load the output")
+        if self.preset is not None:
+            raise ValueError(f"preset {self.preset!r}: lycoris' built-in presets target other class names than "
+                             "diffusers' models, so they would train nothing; leave preset out (tuneforge then wraps "
+                             "the attention and feed-forward layers) or give apply_preset.target_module")
         return self
-
-    def create_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of `lycoris.create_lycoris` (the preset is applied by the caller)."""
-        return self.model_dump(exclude_none=True, exclude={"preset", "apply_preset"})
 
 
 KEYS = sorted({*LycorisConfig.model_fields, *PresetSettings.model_fields, *LayerSettings.model_fields})
@@ -132,8 +130,8 @@ def _error(field: str, problem: Any) -> FieldError:
 
 def with_run_options(config: LycorisConfig, options: TrainingOptions) -> tuple[LycorisConfig, list[FieldError]]:
     """The file's settings, completed from the run's LoRA options: `lora_rank` → linear_dim, `lora_alpha` →
-    linear_alpha and `lora_dropout` → dropout where the file leaves them out (the file wins where both are set,
-    with a warning, so neither value is silently ignored)."""
+    linear_alpha (empty: the rank, a scale of 1, as for a standard LoRA) and `lora_dropout` → dropout where the
+    file leaves them out. The file wins where both are set, with a warning, so neither value is silently ignored."""
     given = options.model_fields_set
     pairs = (("linear_dim", "lora_rank"), ("linear_alpha", "lora_alpha"), ("dropout", "lora_dropout"))
     update: dict[str, Any] = {}
@@ -145,4 +143,24 @@ def with_run_options(config: LycorisConfig, options: TrainingOptions) -> tuple[L
         elif value is not None and option in given and mine != value:
             warnings.append(FieldError(f"--{option}", f"not used: lycoris_config sets {key}={value:g}, which LyCORIS "
                                                       f"trains with; remove --{option} or change the file"))
-    return config.model_copy(update=update), warnings
+    completed = config.model_copy(update=update)
+    if completed.linear_alpha is None:
+        completed = completed.model_copy(update={"linear_alpha": float(completed.linear_dim or options.lora_rank)})
+    return completed, warnings
+
+
+def network_kwargs(config: LycorisConfig) -> dict[str, Any]:
+    """The keyword arguments of `lycoris.LycorisNetwork` for these settings (the layers come from the preset)."""
+    kwargs: dict[str, Any] = {
+        "multiplier": 1.0, "lora_dim": config.linear_dim, "alpha": config.linear_alpha,
+        "conv_lora_dim": config.conv_dim or config.linear_dim, "conv_alpha": config.conv_alpha or config.linear_alpha,
+        "network_module": config.algo, "dropout": config.dropout or 0.0, "rank_dropout": config.rank_dropout or 0.0,
+        "module_dropout": config.module_dropout or 0.0, "use_tucker": bool(config.use_tucker),
+        "train_norm": bool(config.train_norm), "factor": -1 if config.factor is None else config.factor,
+        "weight_decompose": bool(config.dora_wd),
+        "wd_on_out": True if config.wd_on_output is None else config.wd_on_output,
+    }
+    for key in ("use_scalar", "decompose_both", "full_matrix", "unbalanced_factorization", "bypass_mode"):
+        if getattr(config, key) is not None:
+            kwargs[key] = getattr(config, key)
+    return kwargs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tuneforge.options.capabilities import FAMILIES, flavour_of
+from tuneforge.options.capabilities import FAMILIES, Flavour, flavour_of
 
 
 def folder_problems(folder: Path, family: str, flavour: str | None) -> tuple[list[str], list[str]]:
@@ -34,15 +34,22 @@ def folder_problems(folder: Path, family: str, flavour: str | None) -> tuple[lis
                 "writes all of it)"], []
     chosen = flavour_of(family, flavour)
     guidance = _guidance_embeds(folder)
-    if chosen is not None and chosen.guidance != "cfg" and guidance is not None \
-            and guidance != (chosen.guidance == "distilled"):
-        has = "has a guidance embedding" if guidance else "has no guidance embedding"
-        return [f"{folder}'s transformer {has}, which --model_flavour={chosen.name} does not expect: set the "
-                "flavour that matches the model"], []
+    problem = guidance_problem(guidance, chosen) if chosen is not None and guidance is not None else None
+    if problem:
+        return [f"{folder}: {problem}"], []
     if chosen is not None and class_name != chosen.pipeline_class:
         return [], [f"{folder} holds a {class_name} pipeline but --model_flavour={chosen.name} expects "
                     f"{chosen.pipeline_class}: check that the flavour matches the model"]
     return [], []
+
+
+def guidance_problem(has_embedding: bool, flavour: Flavour) -> str | None:
+    """Why a transformer with (or without) a distilled-guidance embedding cannot be trained as `flavour`."""
+    if flavour.guidance == "cfg" or has_embedding == (flavour.guidance == "distilled"):
+        return None
+    has = "has a guidance embedding (a dev model)" if has_embedding else "has no guidance embedding (a schnell model)"
+    return (f"the transformer {has}, but --model_flavour={flavour.name} expects otherwise: set the flavour that "
+            "matches the model")
 
 
 def _guidance_embeds(folder: Path) -> bool | None:

@@ -9,12 +9,13 @@ from this one class.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from tuneforge.options.capabilities import FAMILIES, PRECISIONS, flavour_of
+from tuneforge.options.capabilities import FAMILIES, FLUX_LORA_TARGETS, PRECISIONS, flavour_of
 from tuneforge.options.hints import did_you_mean
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -101,7 +102,7 @@ class TrainingOptions(BaseModel):
     lycoris_config: PathText | None = opt(
         None, "LyCORIS JSON file (algo, multiplier, factors, ...); relative to config/ or the workspace.",
         "model", model_types=LORA)
-    flux_lora_target: Literal["mmdit", "context", "all", "all+ffs", "tiny", "nano"] = opt(
+    flux_lora_target: Literal[tuple(FLUX_LORA_TARGETS)] = opt(  # type: ignore[valid-type]
         "all", "Which Flux layers a standard LoRA targets.", "model", families=FLUX, model_types=LORA)
     pretrained_model_name_or_path: PathText | None = opt(
         None, "Hub id or local diffusers folder of the base model; the flavour's hub id when empty.", "model")
@@ -176,9 +177,9 @@ class TrainingOptions(BaseModel):
     conditioning_multidataset_sampling: Literal["random", "combined"] = opt(
         "random", "With several conditioning sets: pick one per sample, or use all.", "data")
     clip_skip: int = opt(0, "Pool CLIP's N-th layer from the end, counted as kohya and A1111 do (2: the penultimate "
-                         "layer; 0 or 1: the last).", "data", families=FLUX, ge=0, le=24)
-    tokenizer_max_length: int | None = opt(None, "Max tokens of the T5 encoder (family default when empty).",
-                                           "data", ge=1, le=4096)
+                         "layer; 0 or 1: the last).", "data", families=FLUX, ge=0, le=12)
+    tokenizer_max_length: int | None = opt(None, "Max tokens of the T5 encoder (the flavour's default when empty; "
+                                           "T5 takes 512 at most).", "data", ge=1, le=512)
 
     # --- reporting -------------------------------------------------------------------------------------------
     report_to: Literal["none", "tensorboard", "wandb"] = opt("none", "Experiment tracker.", "reporting")
@@ -203,8 +204,9 @@ class TrainingOptions(BaseModel):
     # --- Flux flow matching ----------------------------------------------------------------------------------
     flux_guidance_value: float = opt(1.0, "Guidance value fed to the Flux transformer while training.", "flux",
                                      families=FLUX, ge=0, le=50)
-    flow_schedule_shift: float = opt(3.0, "Shift of the flow-matching timestep schedule.", "flux",
-                                     families=FLUX, ge=0, le=100)
+    flow_schedule_shift: float | None = opt(
+        None, "Shift of the flow-matching training timesteps towards noise; the model's scheduler's shift when empty "
+        "(3 for Flux dev and Kontext, 1 for schnell).", "flux", families=FLUX, gt=0, le=100)
 
     @field_validator("webhook_config", mode="before")
     @classmethod
@@ -222,6 +224,27 @@ class TrainingOptions(BaseModel):
             else:
                 raise ValueError("a file path must be resolved before validation; send the JSON itself")
         return [value] if isinstance(value, dict) else value
+
+
+SIZE_STEP = 16  # image sizes the models make: multiples of the 8x VAE times the 2x2 patches
+
+
+def validation_sizes(options: TrainingOptions) -> list[tuple[int, int]]:
+    """(width, height) of each validation image as asked: `validation_resolution` ("WxH" or "N", comma
+    separated), else a square of the training resolution."""
+    if not options.validation_resolution:
+        edge = options.resolution if options.resolution_type != "area" else math.sqrt(options.resolution) * 1024
+        return [(max(64, int(edge)),) * 2]
+    sizes = []
+    for part in options.validation_resolution.split(","):
+        width, _, height = part.strip().partition("x")
+        sizes.append((int(width), int(height or width)))
+    return sizes
+
+
+def made_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The size a pipeline really makes for an asked one: each edge rounded down to a multiple of SIZE_STEP."""
+    return tuple(max(SIZE_STEP, edge // SIZE_STEP * SIZE_STEP) for edge in size)  # type: ignore[return-value]
 
 
 def with_model_defaults(options: TrainingOptions) -> TrainingOptions:

@@ -14,7 +14,7 @@ from pydantic_core import ErrorDetails
 from tuneforge.errors import FieldError
 from tuneforge.options import names
 from tuneforge.options.capabilities import FAMILIES, PRECISIONS, flavour_of, trainable_flavours
-from tuneforge.options.registry import TrainingOptions
+from tuneforge.options.registry import SIZE_STEP, TrainingOptions, made_size, validation_sizes
 
 
 def nullable(name: str) -> bool:
@@ -92,8 +92,12 @@ def check_rules(options: TrainingOptions) -> tuple[list[FieldError], list[FieldE
     _check_guidance(options, errors, warnings)
     lycoris = options.model_type == "lora" and options.lora_type == "lycoris"
     if lycoris and "flux_lora_target" in options.model_fields_set:
-        warnings.append(FieldError("--flux_lora_target", "LyCORIS picks its layers from lycoris_config (preset or "
-                                   "apply_preset); it is ignored"))
+        warnings.append(FieldError("--flux_lora_target", "LyCORIS picks its layers from lycoris_config "
+                                   "(apply_preset); it is ignored"))
+    if options.model_type == "lora" and not lycoris and options.lycoris_config:
+        warnings.append(FieldError("--lycoris_config", "applies only to --lora_type=lycoris; it is ignored (set "
+                                   "--lora_type=lycoris to train a LyCORIS network)"))
+    _check_sizes(options, warnings)
     _check_schedule(options, errors, warnings)
     _check_applicability(options, errors, warnings)
     _check_not_built(options, errors)
@@ -127,6 +131,10 @@ def _check_model(options: TrainingOptions, errors: list[FieldError]) -> None:
         errors.append(FieldError("--base_model_precision", f"{precision.name} quantises the base "
                                  "model, which then cannot be trained: use --model_type=lora, or a precision of "
                                  "no_change, bf16, fp16 or fp32"))
+    if precision.name == "fp16" and options.model_type == "full" and options.mixed_precision == "fp16":
+        errors.append(FieldError("--base_model_precision", "fp16 weights cannot be fully fine-tuned with "
+                                 "--mixed_precision=fp16 (the gradient scaler refuses fp16 gradients): use bf16 or "
+                                 "fp32 weights, or --mixed_precision=bf16"))
     if precision.quantiser == "bnb" and options.model_type == "lora" and options.lora_type == "lycoris":
         errors.append(FieldError("--base_model_precision", "LyCORIS does not train over bitsandbytes 4-bit weights: "
                                  "use int8-quanto or int4-quanto, or --lora_type=standard"))
@@ -151,6 +159,16 @@ def _check_guidance(options: TrainingOptions, errors: list[FieldError], warnings
     if flavour.guidance != "cfg" and "validation_negative_prompt" in given:
         warnings.append(FieldError("--validation_negative_prompt", f"{model} samples without a negative prompt "
                                    "(guidance is distilled into the model); it is ignored"))
+
+
+def _check_sizes(options: TrainingOptions, warnings: list[FieldError]) -> None:
+    """Images are made in multiples of 16 pixels (8x VAE, 2x2 patches): say so when another size is asked for."""
+    uneven = [(size, made_size(size)) for size in validation_sizes(options) if made_size(size) != size]
+    if options.validation_resolution and uneven:
+        asked = ", ".join(f"{w}x{h}" for (w, h), _ in uneven)
+        made = ", ".join(f"{w}x{h}" for _, (w, h) in uneven)
+        warnings.append(FieldError("--validation_resolution", f"{asked}: sizes are multiples of {SIZE_STEP}, so "
+                                   f"validation makes {made}"))
 
 
 def _check_not_built(options: TrainingOptions, errors: list[FieldError]) -> None:

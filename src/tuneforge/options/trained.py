@@ -6,14 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from tuneforge.errors import FieldError
+from tuneforge.options.capabilities import FAMILIES
 from tuneforge.options.lycoris import LycorisConfig
 from tuneforge.options.registry import TrainingOptions
 
 # layout key → the option a user changes to match a checkpoint
 _FIELDS = {"model_family": "--model_family", "model_type": "--model_type", "lora_type": "--lora_type",
-           "lora_rank": "--lora_rank", "lora_alpha": "--lora_alpha", "lycoris": "--lycoris_config"}
-_LYCORIS_SHAPE = ("algo", "linear_dim", "linear_alpha", "factor", "preset", "apply_preset", "use_tucker",
-                  "use_scalar", "decompose_both", "full_matrix", "unbalanced_factorization", "dora_wd")
+           "lora_rank": "--lora_rank", "lora_alpha": "--lora_alpha", "lora_targets": "--flux_lora_target",
+           "lycoris": "--lycoris_config"}
+# LyCORIS settings that change neither which tensors exist nor what they mean
+_LYCORIS_FREE = {"multiplier", "dropout", "rank_dropout", "module_dropout", "bypass_mode"}
 
 
 def layout(options: TrainingOptions, lycoris: LycorisConfig | None) -> dict[str, Any]:
@@ -23,26 +25,28 @@ def layout(options: TrainingOptions, lycoris: LycorisConfig | None) -> dict[str,
         return described
     described["lora_type"] = options.lora_type
     if options.lora_type == "lycoris" and lycoris is not None:
-        described["lycoris"] = lycoris.model_dump(mode="json", include=set(_LYCORIS_SHAPE), exclude_none=True)
+        described["lycoris"] = lycoris.model_dump(mode="json", exclude=_LYCORIS_FREE, exclude_none=True)
     else:
         described["lora_rank"] = options.lora_rank
-        described["lora_alpha"] = options.lora_alpha  # None: alpha follows the rank
+        described["lora_alpha"] = float(options.lora_alpha if options.lora_alpha is not None else options.lora_rank)
+        described["lora_targets"] = FAMILIES[options.model_family].lora_target_preset(options)
     return described
 
 
 def mismatches(saved: dict[str, Any], current: dict[str, Any], checkpoint: str) -> list[FieldError]:
-    """One error per setting in which this run differs from the checkpoint it would resume."""
-    problems = []
-    for key, field in _FIELDS.items():
-        if key in saved and saved.get(key) != current.get(key):
-            problems.append(FieldError(field, f"{checkpoint} was trained with {key}={_show(saved.get(key))}, this run "
-                                              f"has {key}={_show(current.get(key))}: resume with the checkpoint's "
-                                              "setting, or start a fresh run (another --output_dir, or no "
-                                              "--resume_from_checkpoint)"))
-    return problems
+    """One error per setting in which this run differs from the checkpoint it would resume (an alpha that only
+    followed a changed rank is not named twice)."""
+    differs = {key for key in _FIELDS if key in saved and saved.get(key) != current.get(key)}
+    if "lora_rank" in differs and saved.get("lora_alpha") == saved.get("lora_rank") \
+            and current.get("lora_alpha") == current.get("lora_rank"):
+        differs.discard("lora_alpha")
+    return [FieldError(_FIELDS[key], f"{checkpoint} was trained with {key}={_show(saved.get(key))}, this run has "
+                                     f"{key}={_show(current.get(key))}: resume with the checkpoint's setting, or start "
+                                     "a fresh run (another --output_dir, or no --resume_from_checkpoint)")
+            for key in _FIELDS if key in differs]
 
 
 def _show(value: Any) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(value.items())) + "}"
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in sorted(value.items())) + "}"
     return "unset" if value is None else str(value)

@@ -15,7 +15,15 @@ from tuneforge.trainer.control import Control
 from tuneforge.trainer.loop import train_loop
 from tuneforge.trainer.outputs import save_checkpoint, save_final
 from tuneforge.trainer.scripts import wait_for_hooks
-from tuneforge.trainer.setup import Run, choose_seed, make_accelerator, prepare_data, prepare_model, prepare_training
+from tuneforge.trainer.setup import (
+    Run,
+    choose_seed,
+    choose_trainable,
+    make_accelerator,
+    prepare_data,
+    prepare_model,
+    prepare_training,
+)
 from tuneforge.trainer.validation import configured as validation_configured
 from tuneforge.trainer.validation import validate
 
@@ -39,7 +47,7 @@ def build_run(spec: Any, run_dir: Path | None, events: EventWriter | None = None
     options = spec.config
     # The one place the output folder is decided: caches default to living inside it too.
     output_dir = Path(options.output_dir or (spec.workspace / "output" / (spec.job_id or "run")))
-    accelerator = make_accelerator(options, output_dir)
+    accelerator = make_accelerator(spec, output_dir)
     if events is None:
         path = Path(run_dir) / runfolder.EVENTS_FILE if run_dir else None
         events = EventWriter(path, enabled=accelerator.is_main_process)
@@ -72,6 +80,7 @@ def execute(run: Run) -> str:
     resume = checkpoints.resolve(run.output_dir, options.resume_from_checkpoint)
     run.seed = choose_seed(run, resume)
     run.adapter = get_adapter(options, run.accelerator.device)
+    choose_trainable(run)
     prepare_data(run)
     set_seed(run.seed)  # before the LoRA is initialised, so a fresh run is reproducible
     prepare_model(run)

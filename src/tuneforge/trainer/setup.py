@@ -66,22 +66,26 @@ class Run:
         return self.accelerator.unwrap_model(self.model)
 
 
-def make_accelerator(options: Any, output_dir: Path) -> Any:
+def make_accelerator(spec: Any, output_dir: Path) -> Any:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
+    options = spec.config
     # Several runs in one Python process (tests, the CLI) must not inherit the previous run's precision.
     AcceleratorState._reset_state()
     GradientState._reset_state()
     trackers = None if options.report_to in (None, "none") else options.report_to
     # Launched as several processes on a machine without GPUs: accelerate only picks gloo with cpu=True.
     several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # LyCORIS module dropout leaves whole layers out of a step, whose parameters DDP must then not wait for.
+    skips_layers = bool(spec.lycoris and spec.lycoris.module_dropout)
     return Accelerator(
         cpu=several and not torch.cuda.is_available(),
         mixed_precision=options.mixed_precision,
         log_with=trackers,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=skips_layers)],
     )
 
 
@@ -103,8 +107,8 @@ def choose_seed(run: Run, resume: Path | None) -> int:
         return int(runfolder.checkpoint_state(resume)["seed"])
     if run.options.seed is not None:
         return int(run.options.seed)
-    seed = torch.tensor([random.SystemRandom().randrange(2**31)])
-    return int(run.accelerator.reduce(seed, "sum").item()) if run.accelerator.num_processes > 1 else int(seed)
+    seed = torch.tensor([random.SystemRandom().randrange(2**31)], device=run.accelerator.device)
+    return int(run.accelerator.reduce(seed, "sum").item()) if run.accelerator.num_processes > 1 else int(seed.item())
 
 
 def prepare_data(run: Run) -> None:
@@ -136,13 +140,18 @@ def prepare_data(run: Run) -> None:
                    encoded_texts=prepared.encoded_texts)
 
 
+def choose_trainable(run: Run) -> None:
+    """What is trained, checked against the transformer's layers before any slow work."""
+    run.trainable = make_trainable(run.options, run.spec.lycoris, run.adapter)
+    run.trainable.check(run.adapter.transformer_skeleton())
+
+
 def prepare_model(run: Run) -> None:
     """Load the transformer, quantise its frozen base if asked, then make it trainable the configured way."""
     options = run.options
     with stage(run, "loading_model", "Loading model"):
         transformer = run.adapter.load_transformer().to(run.accelerator.device)
         quantise(transformer, options.base_model_precision)
-        run.trainable = make_trainable(options, run.spec.lycoris, run.adapter)
         run.params = run.trainable.attach(transformer)
         if options.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
@@ -163,15 +172,16 @@ def plan_schedule(run: Run) -> None:
 
 def register_state_hooks(run: Run) -> None:
     """Checkpoints hold only the trainable tensors (the LoRA or LyCORIS network, or the whole transformer)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from tuneforge.models.files import save_tensors
 
     def named_trainable() -> dict[str, torch.nn.Parameter]:
         return {name: p for name, p in run.unwrapped().named_parameters() if p.requires_grad}
 
     def save_hook(models, weights, output_dir):
         if run.is_main:
-            tensors = {name: p.detach().cpu().contiguous() for name, p in named_trainable().items()}
-            save_file(tensors, str(Path(output_dir) / "trainable.safetensors"))
+            save_tensors(dict(named_trainable()), Path(output_dir) / "trainable.safetensors")
         weights.clear()
 
     def load_hook(models, input_dir):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps
 
 from tuneforge.events import Image as EventImage
+from tuneforge.options.registry import made_size, validation_sizes
 from tuneforge.trainer import checkpoints
 from tuneforge.trainer.outputs import hook_reporter
 from tuneforge.trainer.scripts import context_for, run_hook
@@ -25,17 +25,8 @@ PREVIEW_MAX_EDGE = 256  # mid-sampling previews: one per sampling step, so they 
 
 
 def resolutions(options) -> list[tuple[int, int]]:
-    """`validation_resolution` "WxH" / "N" (comma separated), else the training resolution."""
-    text = options.validation_resolution
-    if not text:
-        edge = options.resolution if options.resolution_type != "area" else math.sqrt(options.resolution) * 1024
-        edge = max(64, int(edge) // 16 * 16)
-        return [(edge, edge)]
-    sizes = []
-    for part in text.split(","):
-        width, _, height = part.strip().partition("x")
-        sizes.append((int(width), int(height or width)))
-    return sizes
+    """The validation images' sizes, as the pipelines make them (validate warns when that differs from the asked)."""
+    return [made_size(size) for size in validation_sizes(options)]
 
 
 def data_uri(image: Image.Image, max_edge: int = EVENT_IMAGE_MAX_EDGE) -> str:
