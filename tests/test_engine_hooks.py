@@ -126,37 +126,57 @@ def test_failing_missing_and_misspelt_hooks_are_warnings(tmp_path, tiny_pixart):
     assert "global_step" in typo["message"] and "local_checkpoint_path" in typo["message"]
 
 
-def test_tensorboard_writes_event_files(tmp_path, tiny_pixart):
+def test_tensorboard_gets_metrics_and_validation_images(tmp_path, tiny_pixart):
     data = write_images(tmp_path / "data", 2)
     spec = make_spec(tmp_path, tiny_pixart, data, max_train_steps=2, report_to="tensorboard",
-                     tracker_project_name="hooks-test")
+                     tracker_project_name="hooks-test", validation_prompt="a photo of a cat",
+                     validation_step_interval=2)
     outcome, run = run_in_process(tmp_path, spec)
     assert outcome == "completed"
     files = [p for p in run.output_dir.rglob("*") if p.name.startswith("events.out.tfevents")]
     assert files, sorted(str(p.relative_to(run.output_dir)) for p in run.output_dir.rglob("*"))
-    assert all(p.stat().st_size > 0 for p in files)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    scalars = EventAccumulator(str(files[0].parent)).Reload().Tags()["scalars"]
-    assert "train/loss" in scalars
+    tags = EventAccumulator(str(files[0].parent)).Reload().Tags()
+    assert {"train/loss", "train/learning_rate", "train/samples_per_second"} <= set(tags["scalars"])
+    assert tags["images"] == ["validation/0-64x64"]
 
 
-def test_wandb_without_api_key_runs_offline(tmp_path, tiny_pixart, monkeypatch):
-    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL"):
-        monkeypatch.setenv(name, "")  # so that teardown also removes what the run sets (WANDB_MODE)
-        monkeypatch.delenv(name)
+def _no_wandb_settings(monkeypatch, tmp_path):
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc with a wandb login
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+
+
+def test_wandb_without_credentials_runs_offline_with_images(tmp_path, tiny_pixart, monkeypatch):
+    _no_wandb_settings(monkeypatch, tmp_path)
     data = write_images(tmp_path / "data", 2)
-    spec = make_spec(tmp_path, tiny_pixart, data, max_train_steps=2, report_to="wandb",
-                     tracker_project_name="hooks-test", tracker_run_name="offline run")
+    spec = make_spec(tmp_path, tiny_pixart, data, max_train_steps=2, report_to="wandb", tracker_project_name="hooks",
+                     tracker_run_name="offline run", validation_prompt="a photo of a cat", validation_step_interval=2)
     outcome, run = run_in_process(tmp_path, spec)
     assert outcome == "completed"
-    assert os.environ.get("WANDB_MODE") == "offline"
+    assert "WANDB_MODE" not in os.environ  # decided for this run, not left behind in the process
     runs = list((run.output_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, sorted(str(p) for p in run.output_dir.rglob("*"))
     assert list(runs[0].glob("*.wandb")), sorted(p.name for p in runs[0].iterdir())
+    assert list(runs[0].rglob("media/images/validation/*.png"))  # the validation image went to the tracker
+
+
+def test_wandb_is_left_online_when_the_user_logged_in(tmp_path, monkeypatch):
+    from tuneforge.trainer.trackers import wandb_mode
+
+    _no_wandb_settings(monkeypatch, tmp_path)
+    assert wandb_mode() == "offline"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password 0123456789abcdef\n")
+    (home / ".netrc").chmod(0o600)
+    assert wandb_mode() is None  # `wandb login` wrote this: wandb goes online with it
+    assert wandb_mode({"WANDB_API_KEY": "k", "HOME": str(tmp_path)}) is None
+    assert wandb_mode({"WANDB_MODE": "disabled", "HOME": str(tmp_path)}) is None  # the user's choice stands
 
 
 def test_classify_out_of_memory_and_invalid():

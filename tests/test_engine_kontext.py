@@ -184,3 +184,21 @@ def test_an_edit_without_its_reference_is_skipped_and_reported(tmp_path, tiny_ko
     assert sorted(s.path.name for s in run.prepared.all_samples()) == ["img000.png", "img002.png"]
     warnings = [e["message"] for e in read_events(tmp_path / "run") if e["severity"] == "warning"]
     assert any("img001.png" in w and "no reference of the same name in 'reference'" in w for w in warnings)
+
+
+def test_the_shipped_kontext_example_s_lycoris_settings_train(tmp_path, tiny_kontext):
+    import json
+    from importlib.resources import files
+
+    from tuneforge.options.lycoris import parse_lycoris
+
+    shipped = json.loads(files("tuneforge").joinpath("examples/flux-kontext-lycoris/lycoris_config.json").read_text())
+    config, problems = parse_lycoris(shipped)
+    assert not problems
+    datasets = write_pairs(tmp_path / "data", 2)
+    outcome, run = run_in_process(tmp_path, kontext_spec(tmp_path, tiny_kontext, datasets,
+                                                         lycoris=config.model_dump(exclude_none=True),
+                                                         max_train_steps=1))
+    assert outcome == "completed"
+    wrapped = list(run.unwrapped().lycoris_network.named_children())
+    assert any("single_transformer_blocks" in name for name, _ in wrapped)

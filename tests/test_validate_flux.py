@@ -174,3 +174,68 @@ def test_resume_with_another_lora_rank_is_refused_at_validate(local_client, work
     assert "lora_alpha=16.0" in problems["--lora_alpha"]
     problems = errors_of(validate(local_client, {**fields, "--flux_lora_target": "mmdit"}))
     assert "lora_targets=all" in problems["--flux_lora_target"]
+
+
+@pytest.fixture
+def kontext_fields(local_client, workspace, tiny_kontext) -> dict[str, str]:
+    from PIL import Image
+
+    for folder, colour in (("edit", 40), ("reference", 200)):
+        make_images(workspace / f"datasets/k/{folder}", ["shoe", "lamp"], captions=folder == "edit", colour=colour)
+    (workspace / "config").mkdir(exist_ok=True)
+    Image.new("RGB", (64, 64)).save(workspace / "datasets/k/ref.png")
+    write_kontext_loader(workspace)
+    return {"--model_family": "flux", "--model_flavour": "kontext",
+            "--pretrained_model_name_or_path": str(tiny_kontext),
+            "--output_dir": str(workspace / "output/k"), "--data_backend_config": "config/k.json",
+            "--max_train_steps": "4", "--num_train_epochs": "0"}
+
+
+def write_kontext_loader(workspace: Path, *, reference_dir: str = "datasets/k/reference", strict: bool = True,
+                         extra: list[dict] | None = None, linked: bool = True) -> None:
+    edit = {"id": "edit", "instance_data_dir": "datasets/k/edit", "resolution": 64, "resolution_type": "pixel"}
+    if linked:
+        edit["conditioning_data"] = ["reference"]
+    entries = [edit, {"id": "reference", "dataset_type": "conditioning", "instance_data_dir": reference_dir,
+                      "conditioning_type": "reference_strict" if strict else "reference_loose"},
+               {"id": "text", "dataset_type": "text_embeds", "default": True}, *(extra or [])]
+    (workspace / "config/k.json").write_text(json.dumps(entries))
+
+
+def test_kontext_pairs_are_checked_before_any_job(local_client, workspace, kontext_fields):
+    from PIL import Image
+
+    assert validate(local_client, kontext_fields).status_code == 200
+    field = "--data_backend_config[reference]"
+    make_images(workspace / "datasets/k/others", ["cup", "pen"], captions=False)
+    write_kontext_loader(workspace, reference_dir="datasets/k/others")
+    assert "none of its 2 images has a reference" in errors_of(validate(local_client, kontext_fields))[
+        f"{field}.instance_data_dir"]
+    write_kontext_loader(workspace, extra=[{"id": "unused", "dataset_type": "conditioning",
+                                            "instance_data_dir": "datasets/k/others"}])
+    assert "no image dataset names" in errors_of(validate(local_client, kontext_fields))[
+        "--data_backend_config[unused].id"]
+    Image.new("RGB", (64, 96)).save(workspace / "datasets/k/reference/lamp.png")  # taller than its 96x64 edit
+    write_kontext_loader(workspace)
+    assert "differ in aspect ratio" in errors_of(validate(local_client, kontext_fields))[f"{field}.conditioning_type"]
+    write_kontext_loader(workspace, strict=False)
+    assert validate(local_client, kontext_fields).status_code == 200  # reference_loose gives it its own bucket
+    (workspace / "datasets/k/reference/lamp.png").write_bytes(b"not a picture")
+    assert "not readable as images: lamp.png" in errors_of(validate(local_client, kontext_fields))[
+        f"{field}.instance_data_dir"]
+    write_kontext_loader(workspace, linked=False)
+    problems = errors_of(validate(local_client, kontext_fields))
+    assert "edit/reference pairs" in problems["--data_backend_config"]
+
+
+def test_the_validation_reference_image_is_checked(local_client, workspace, kontext_fields, flux_fields):
+    fields = {**kontext_fields, "--validation_reference_image": "datasets/k/ref.png"}
+    response = validate(local_client, fields)
+    assert response.status_code == 200, response.text
+    (workspace / "datasets/k/bad.png").write_bytes(b"nope")
+    bad = {**kontext_fields, "--validation_reference_image": "datasets/k/bad.png"}
+    problems = errors_of(validate(local_client, bad))
+    assert "not a decodable image" in problems["--validation_reference_image"]
+    response = validate(local_client, {**flux_fields, "--validation_reference_image": "datasets/k/ref.png"})
+    assert "without reference images" in {w["field"]: w["message"] for w in response.json()["warnings"]}[
+        "--validation_reference_image"]

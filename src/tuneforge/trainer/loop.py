@@ -65,6 +65,7 @@ class Reporter:
         if now - self.last < PROGRESS_EVERY_S and run.global_step not in (1, run.total_steps):
             return
         speed = self.samples / max(now - self.since, 1e-9)
+        run.accelerator.log({"train/samples_per_second": speed, "train/epoch": run.epoch + 1}, step=run.global_step)
         run.events("training.progress", "Training progress", f"step {run.global_step}/{run.total_steps}",
                    progress=Progress(step=run.global_step, total_steps=run.total_steps, epoch=run.epoch + 1,
                                      total_epochs=run.total_epochs, loss=loss, learning_rate=learning_rate,

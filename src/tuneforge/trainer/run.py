@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ from tuneforge import runfolder
 from tuneforge.errors import FieldError, Invalid
 from tuneforge.events import EventWriter
 from tuneforge.models import get_adapter
-from tuneforge.trainer import checkpoints
+from tuneforge.trainer import checkpoints, trackers
 from tuneforge.trainer.control import Control
 from tuneforge.trainer.loop import train_loop
 from tuneforge.trainer.outputs import save_checkpoint, save_final
@@ -28,19 +27,6 @@ from tuneforge.trainer.validation import configured as validation_configured
 from tuneforge.trainer.validation import validate
 
 HOOK_WAIT_S = 600.0  # how long the end of a run waits for background hooks (post_checkpoint_script, ...)
-
-
-def init_trackers(run: Run) -> None:
-    options = run.options
-    if options.report_to in (None, "none"):
-        return
-    config = {k: v for k, v in options.model_dump().items() if isinstance(v, (int, float, str, bool))}
-    init_kwargs = {}
-    if options.report_to == "wandb":
-        # Without credentials wandb writes an offline run folder (`wandb sync` can upload it later).
-        os.environ.setdefault("WANDB_MODE", "offline" if not os.environ.get("WANDB_API_KEY") else "online")
-        init_kwargs["wandb"] = {"name": options.tracker_run_name, "dir": str(run.output_dir)}
-    run.accelerator.init_trackers(options.tracker_project_name, config=config, init_kwargs=init_kwargs)
 
 
 def build_run(spec: Any, run_dir: Path | None, events: EventWriter | None = None) -> Run:
@@ -85,7 +71,7 @@ def execute(run: Run) -> str:
     set_seed(run.seed)  # before the LoRA is initialised, so a fresh run is reproducible
     prepare_model(run)
     prepare_training(run, resume)
-    init_trackers(run)
+    trackers.start(run)
     outcome = train_loop(run)
     final = None
     if outcome == "completed":

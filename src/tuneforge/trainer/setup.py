@@ -134,9 +134,10 @@ def prepare_data(run: Run) -> None:
         accelerator.wait_for_everyone()
         run.adapter.unload_text_encoders()
     run.prepared = prepared
-    run.events.log(f"data ready: {len(prepared.all_samples())} images; encoded {prepared.encoded_latents} latents "
-                   f"and {prepared.encoded_texts} captions (the rest from cache)",
-                   images=len(prepared.all_samples()), encoded_latents=prepared.encoded_latents,
+    pairs = f" ({prepared.pairs} with their references)" if prepared.pairs else ""
+    run.events.log(f"data ready: {len(prepared.all_samples())} images{pairs}; encoded {prepared.encoded_latents} "
+                   f"latents and {prepared.encoded_texts} captions (the rest from cache)",
+                   images=len(prepared.all_samples()), pairs=prepared.pairs, encoded_latents=prepared.encoded_latents,
                    encoded_texts=prepared.encoded_texts)
 
 

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from tuneforge.events import Image as EventImage
 from tuneforge.options.registry import made_size, validation_sizes
-from tuneforge.trainer import checkpoints
+from tuneforge.trainer import checkpoints, trackers
 from tuneforge.trainer.outputs import hook_reporter
 from tuneforge.trainer.scripts import context_for, run_hook
 from tuneforge.trainer.setup import Run
@@ -137,13 +137,15 @@ def validate(run: Run) -> None:
     if run.is_main:
         folder = run.output_dir / "validation" / f"step-{run.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
-        images, paths = [], []
+        images, paths, pictures = [], [], {}
         for index, size in enumerate(resolutions(options)):
             picture = sample(run, size)
             path = folder / f"{index}-{size[0]}x{size[1]}.png"
             picture.save(path)
             paths.append(str(path))
             images.append(EventImage(src=data_uri(picture)))
+            pictures[f"validation/{index}-{size[0]}x{size[1]}"] = picture
+        trackers.log_images(run, pictures, run.global_step)
         reference = reference_path(run)
         extra = {"reference": str(reference)} if reference else {}
         run.events("training.validation", f"Validation at step {run.global_step}", options.validation_prompt,

@@ -86,7 +86,7 @@ def _run(workspace: Path, port: int, steps: int, demo: DemoModel) -> None:
 
 def _train(client: httpx.Client, server: ServerProcess, workspace: Path, steps: int, demo: DemoModel) -> None:
     model = make_model(workspace, demo)
-    dataset = upload_dataset(client)
+    dataset = upload_dataset(client, demo)
     output_dir = workspace / "output" / demo.env
     write_environment(client, workspace, demo, model, dataset, output_dir, steps)
     validate(client, demo)

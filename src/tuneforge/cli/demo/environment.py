@@ -13,10 +13,10 @@ from rich.markup import escape
 
 from tuneforge.cli.client import check
 from tuneforge.cli.demo.api import console
-from tuneforge.cli.demo.samples import DemoModel
+from tuneforge.cli.demo.samples import DemoData, DemoModel
 from tuneforge.services.jobs import FINAL
 
-VALIDATION_PROMPT = "a red circle on a white background"
+VALIDATION_PROMPTS = {False: "a red circle on a white background", True: "make the circle green"}
 
 
 def training_options(demo: DemoModel, model: Path, output_dir: Path, steps: int) -> dict[str, Any]:
@@ -28,30 +28,38 @@ def training_options(demo: DemoModel, model: Path, output_dir: Path, steps: int)
         "--data_backend_config": f"{demo.env}/multidatabackend.json",
         "--max_train_steps": steps, "--num_train_epochs": 0, "--train_batch_size": 1, "--learning_rate": 1e-3,
         "--optimizer": "adamw", "--mixed_precision": "no", "--seed": 42, "--resolution": 64,
-        "--resolution_type": "pixel", "--checkpoint_step_interval": 10, "--validation_prompt": VALIDATION_PROMPT,
+        "--resolution_type": "pixel", "--checkpoint_step_interval": 10,
+        "--validation_prompt": VALIDATION_PROMPTS[demo.edits],
         "--validation_step_interval": 15, "--validation_resolution": "64x64",
         "--validation_num_inference_steps": 3, "--report_to": "none",
     }
 
 
-def dataloader(workspace: Path, dataset: Path) -> list[dict[str, Any]]:
-    return [
-        {"id": "demo-shapes", "type": "local", "dataset_type": "image", "instance_data_dir": str(dataset),
-         "caption_strategy": "textfile", "resolution": 64, "resolution_type": "pixel", "crop": True,
-         "crop_aspect": "square", "cache_dir_vae": str(workspace / "cache/vae/demo-shapes")},
-        {"id": "demo-text-embeds", "type": "local", "dataset_type": "text_embeds", "default": True,
-         "cache_dir": str(workspace / "cache/text/demo")},
-    ]
+def dataloader(workspace: Path, data: DemoData) -> list[dict[str, Any]]:
+    """The images (or edits, each linked to its reference set), and the text-embeds cache."""
+    images: dict[str, Any] = {
+        "id": data.images.name, "type": "local", "dataset_type": "image", "instance_data_dir": str(data.images),
+        "caption_strategy": "textfile", "resolution": 64, "resolution_type": "pixel", "crop": True,
+        "crop_aspect": "square", "cache_dir_vae": str(workspace / "cache/vae" / data.images.name)}
+    entries = [images]
+    if data.references is not None:
+        images["conditioning_data"] = [data.references.name]
+        entries.append({"id": data.references.name, "type": "local", "dataset_type": "conditioning",
+                        "instance_data_dir": str(data.references), "conditioning_type": "reference_strict",
+                        "cache_dir_vae": str(workspace / "cache/vae" / data.references.name)})
+    entries.append({"id": "demo-text-embeds", "type": "local", "dataset_type": "text_embeds", "default": True,
+                    "cache_dir": str(workspace / "cache/text/demo")})
+    return entries
 
 
-def write_environment(client: httpx.Client, workspace: Path, demo: DemoModel, model: Path, dataset: Path,
+def write_environment(client: httpx.Client, workspace: Path, demo: DemoModel, model: Path, data: DemoData,
                       output_dir: Path, steps: int) -> None:
     """Create (or take over) the demo's environment, point it at the upload, and make it the active one."""
     _ensure_environment(client, demo)
     # The API writes only starter dataloader files; like the tutorial, the file is written next to the config.
     # The demo runs on the server's machine, so it can.
     dataloader_file = workspace / "config" / demo.env / "multidatabackend.json"
-    dataloader_file.write_text(json.dumps(dataloader(workspace, dataset), indent=2) + "\n")
+    dataloader_file.write_text(json.dumps(dataloader(workspace, data), indent=2) + "\n")
     check(client.put(f"/api/configs/{demo.env}", json={"name": demo.env, "tags": ["demo"],
                                                         "config": training_options(demo, model, output_dir, steps)}),
           "saving the environment's settings")

@@ -1,4 +1,5 @@
-"""What the demo trains on: a tiny random-weight model built locally, and a drawn dataset uploaded over the API."""
+"""What the demo trains on: a tiny random-weight model built locally, and a drawn dataset uploaded over the API
+(pictures of shapes with captions; for an edit model, pairs of a shape and the same shape recoloured)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tuneforge.cli.datasets import ensure_folder, send_all
 from tuneforge.cli.demo.api import console
 
 DATASET_NAME = "demo-shapes"
+EDITS_NAME, REFERENCES_NAME = "demo-edits", "demo-references"
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,22 @@ class DemoModel:
     label: str
     folder: Path
     env: str
+    edits: bool = False  # trains on (edit, reference) pairs
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """The uploaded dataset's folders on the server."""
+
+    images: Path
+    references: Path | None = None
 
 
 MODELS = {
     "pixart_sigma": DemoModel("pixart_sigma", None, "PixArt Sigma", Path("models") / "tiny-pixart", "demo"),
     "flux": DemoModel("flux", "dev", "Flux.1 dev", Path("models") / "tiny-flux-dev", "demo-flux"),
+    "kontext": DemoModel("flux", "kontext", "Flux.1 Kontext", Path("models") / "tiny-flux-kontext", "demo-kontext",
+                         edits=True),
 }
 
 # Simple shapes, so the captions describe exactly what is in each picture.
@@ -69,23 +82,44 @@ def _build_model(folder: Path, model: DemoModel) -> None:
     building.rename(folder)
 
 
-def draw_samples(folder: Path) -> list[Path]:
-    """Eight small pictures of coloured shapes, each with a `.txt` caption; returns the files written."""
+def _picture(index: int, colour_shift: int = 0):
+    """The index-th shape picture (its colour moved on by `colour_shift`), its file stem and its words."""
     from PIL import Image, ImageDraw
 
-    written: list[Path] = []
     colours, backgrounds = list(COLOURS.items()), list(BACKGROUNDS.items())
+    colour_name, colour = colours[(index + colour_shift) % len(colours)]
+    background_name, background = backgrounds[index // len(colours)]
+    shape = SHAPES[index % len(SHAPES)]
+    size = (64, 64) if index % 2 == 0 else (96, 64)
+    picture = Image.new("RGB", size, background)
+    _draw_shape(ImageDraw.Draw(picture), shape, size, colour)
+    return picture, f"{index:02d}-{shape}", (colour_name, shape, background_name)
+
+
+def draw_samples(folder: Path) -> list[Path]:
+    """Eight small pictures of coloured shapes, each with a `.txt` caption; returns the files written."""
+    written: list[Path] = []
     for index in range(8):
-        colour_name, colour = colours[index % len(colours)]
-        background_name, background = backgrounds[index // len(colours)]
-        shape = SHAPES[index % len(SHAPES)]
-        size = (64, 64) if index % 2 == 0 else (96, 64)
-        picture = Image.new("RGB", size, background)
-        _draw_shape(ImageDraw.Draw(picture), shape, size, colour)
-        stem = f"{index:02d}-{colour_name}-{shape}"
+        picture, stem, (colour, shape, background) = _picture(index)
+        stem = f"{index:02d}-{colour}-{shape}"
         picture.save(folder / f"{stem}.png")
-        (folder / f"{stem}.txt").write_text(f"a {colour_name} {shape} on a {background_name} background")
+        (folder / f"{stem}.txt").write_text(f"a {colour} {shape} on a {background} background")
         written += [folder / f"{stem}.png", folder / f"{stem}.txt"]
+    return written
+
+
+def draw_pairs(edits: Path, references: Path) -> tuple[list[Path], list[Path]]:
+    """Eight edit pairs: a shape (the reference) and the same shape in the next colour (the edit, captioned with the
+    instruction), under the same name in the two folders; returns the files written to each."""
+    written: tuple[list[Path], list[Path]] = ([], [])
+    for index in range(8):
+        before, stem, _ = _picture(index)
+        after, _, (colour, shape, _) = _picture(index, colour_shift=1)
+        before.save(references / f"{stem}.png")
+        after.save(edits / f"{stem}.png")
+        (edits / f"{stem}.txt").write_text(f"make the {shape} {colour}")
+        written[0].extend([edits / f"{stem}.png", edits / f"{stem}.txt"])
+        written[1].append(references / f"{stem}.png")
     return written
 
 
@@ -100,18 +134,27 @@ def _draw_shape(draw: Any, shape: str, size: tuple[int, int], colour: tuple[int,
         draw.polygon([(width // 2, box[1]), (box[0], box[3]), (box[2], box[3])], fill=colour)
 
 
-def upload_dataset(client: httpx.Client) -> Path:
+def upload_dataset(client: httpx.Client, demo: DemoModel) -> DemoData:
     """Draw the samples in a temporary folder and upload them as `tuneforge datasets upload` does; returns the
-    folder on the server."""
+    folders on the server."""
     with tempfile.TemporaryDirectory(prefix="tuneforge-demo-") as temporary:
-        parts = [("files[]", path.name, path) for path in draw_samples(Path(temporary))]
-        target = ensure_folder(client, DATASET_NAME)  # already there after a previous run: that is fine
-        # "skip": files from a previous run come back unchanged, not renamed copies.
-        result = send_all(client, "/api/datasets/upload", target, "skip", [parts])
+        if not demo.edits:
+            return DemoData(_upload(client, DATASET_NAME, draw_samples(Path(temporary))))
+        edits, references = Path(temporary) / "edits", Path(temporary) / "references"
+        edits.mkdir()
+        references.mkdir()
+        edit_files, reference_files = draw_pairs(edits, references)
+        return DemoData(_upload(client, EDITS_NAME, edit_files), _upload(client, REFERENCES_NAME, reference_files))
+
+
+def _upload(client: httpx.Client, name: str, files: list[Path]) -> Path:
+    target = ensure_folder(client, name)  # already there after a previous run: that is fine
+    # "skip": files from a previous run come back unchanged, not renamed copies.
+    result = send_all(client, "/api/datasets/upload", target, "skip", [[("files[]", p.name, p) for p in files]])
     if result["errors"]:
-        raise CliError("The sample dataset was not fully stored", result["errors"])
-    listing = check(client.get("/api/datasets/browse", params={"path": DATASET_NAME}), "listing the dataset")
-    console.print(f"[green]✓[/green] Uploaded the sample dataset: {result['files_uploaded']} files sent, "
+        raise CliError(f"The sample dataset {name} was not fully stored", result["errors"])
+    listing = check(client.get("/api/datasets/browse", params={"path": name}), "listing the dataset")
+    console.print(f"[green]✓[/green] Uploaded {name}: {result['files_uploaded']} files sent, "
                   f"{result['files_unchanged']} already there → {escape(listing['path'])} "
                   f"({listing['image_count']} images, {listing['caption_count']} captions)")
     return Path(listing["path"])
