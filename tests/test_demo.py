@@ -36,13 +36,18 @@ def _printed(label: str, output: str) -> Path:
     return Path(match.group(1))
 
 
-def test_demo_trains_a_tiny_lora_over_the_api_and_stops_its_server(tmp_path):
+@pytest.mark.parametrize(("family", "env_name", "datasets"), [
+    ("pixart_sigma", "demo", ["demo-shapes"]),
+    ("kontext", "demo-kontext", ["demo-edits", "demo-references"]),
+])
+def test_demo_trains_a_tiny_lora_over_the_api_and_stops_its_server(tmp_path, family, env_name, datasets):
     workspace = tmp_path / "ws"
     # Wide columns, so that rich prints each path on one line.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "300", "PYTHONIOENCODING": "utf-8"}
     env.pop("TUNEFORGE_API_KEY", None)
     result = subprocess.run(
-        [sys.executable, "-m", "tuneforge", "demo", "--workspace", str(workspace), "--steps", "12"],
+        [sys.executable, "-m", "tuneforge", "demo", "--workspace", str(workspace), "--steps", "12",
+         "--family", family],
         capture_output=True, text=True, env=env, timeout=300,
     )
     output = result.stdout + result.stderr
@@ -50,12 +55,13 @@ def test_demo_trains_a_tiny_lora_over_the_api_and_stops_its_server(tmp_path):
     assert "completed" in output
 
     lora = _printed("LoRA weights", output)
-    assert lora == workspace / "output" / "demo" / "pytorch_lora_weights.safetensors" and lora.is_file()
+    assert lora == workspace / "output" / env_name / "pytorch_lora_weights.safetensors" and lora.is_file()
     checkpoint = _printed("Checkpoints", output)
     assert checkpoint.is_dir() and checkpoint.name == "checkpoint-10", output
     image = _printed("Validation images", output)
     assert image.is_file() and image.suffix == ".png"
-    assert len(list((workspace / "datasets" / "demo-shapes").glob("*.png"))) == 8
+    for name in datasets:
+        assert len(list((workspace / "datasets" / name).glob("*.png"))) == 8
 
     url = re.search(r"Server up at (http://127\.0\.0\.1:\d+)", output).group(1)
     try:
