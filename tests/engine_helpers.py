@@ -26,7 +26,7 @@ def make_spec(root: Path, model: Path, data: Path | None = None, datasets: list[
               lycoris: dict | None = None, **options: Any):
     """A RunSpec for a tiny run; `options` override the defaults below; `lycoris` makes it a LyCORIS run."""
     from tuneforge.options.dataloader import DatasetConfig
-    from tuneforge.options.lycoris import LycorisConfig
+    from tuneforge.options.lycoris import LycorisConfig, with_run_options
     from tuneforge.options.registry import TrainingOptions
     from tuneforge.options.spec import RunSpec
 
@@ -46,9 +46,10 @@ def make_spec(root: Path, model: Path, data: Path | None = None, datasets: list[
              "crop": True, "crop_aspect": "preserve"},
             {"id": "text", "dataset_type": "text_embeds", "default": True, "cache_dir": str(root / "cache" / "text")},
         ]
-    return RunSpec(workspace=root, job_id=root.name, config=TrainingOptions(**defaults),
-                   datasets=[DatasetConfig(**d) for d in datasets],
-                   lycoris=LycorisConfig(**lycoris) if lycoris is not None else None)
+    config = TrainingOptions(**defaults)
+    completed = with_run_options(LycorisConfig(**lycoris), config)[0] if lycoris is not None else None
+    return RunSpec(workspace=root, job_id=root.name, config=config, datasets=[DatasetConfig(**d) for d in datasets],
+                   lycoris=completed)
 
 
 def write_run_dir(root: Path, spec) -> Path:

@@ -138,7 +138,7 @@ def test_tensorboard_gets_metrics_and_validation_images(tmp_path, tiny_pixart):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = EventAccumulator(str(files[0].parent)).Reload().Tags()
-    assert {"train/loss", "train/learning_rate", "train/samples_per_second"} <= set(tags["scalars"])
+    assert {"train/loss", "train/learning_rate", "train/samples_per_second", "train/epoch"} <= set(tags["scalars"])
     assert tags["images"] == ["validation/0-64x64"]
 
 

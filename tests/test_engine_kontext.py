@@ -42,9 +42,9 @@ def test_training_feeds_the_transformer_what_the_kontext_pipeline_does(tmp_path,
     transformer = adapter.load_transformer()
     seen: list[dict] = []
     transformer.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
-    latents = torch.randn(1, 16, 8, 12, generator=torch.Generator().manual_seed(0))
+    latents = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))  # a 64x64 edit of a 96x64 image
     pipeline = FluxKontextPipeline.from_pretrained(tiny_kontext, transformer=transformer)
-    pipeline(image=Image.open(reference), prompt=PROMPT, height=64, width=96, max_area=64 * 96, _auto_resize=False,
+    pipeline(image=Image.open(reference), prompt=PROMPT, height=64, width=64, max_area=64 * 64, _auto_resize=False,
              num_inference_steps=1, guidance_scale=2.5, max_sequence_length=32, latents=pack(latents),
              output_type="latent")
     inference = seen.pop()
@@ -57,7 +57,7 @@ def test_training_feeds_the_transformer_what_the_kontext_pipeline_does(tmp_path,
     for key in ("hidden_states", "img_ids", "timestep", "guidance", "pooled_projections", "encoder_hidden_states",
                 "txt_ids"):
         assert torch.equal(training[key], inference[key]), key
-    assert training["hidden_states"].shape[1] == 2 * 4 * 6  # the target's tokens, then the reference's
+    assert training["hidden_states"].shape[1] == 4 * 4 + 4 * 6  # the target's tokens, then the reference's
 
 
 def test_loss_falls_on_a_fixed_pair_and_resume_is_bit_exact(tmp_path, tiny_kontext):
@@ -66,9 +66,9 @@ def test_loss_falls_on_a_fixed_pair_and_resume_is_bit_exact(tmp_path, tiny_konte
                                                                   max_train_steps=30, learning_rate=3e-2))
     assert outcome == "completed" and np.mean(run.losses[-5:]) < 0.85 * run.losses[0], run.losses
 
-    datasets = write_pairs(tmp_path / "data3", 3)
+    datasets = write_pairs(tmp_path / "data3", 3, sets=2)  # two sets, one drawn per batch, and caption dropout
     settings = dict(max_train_steps=6, checkpoint_step_interval=3, gradient_accumulation_steps=2, seed=3,
-                    learning_rate=1e-2)
+                    learning_rate=1e-2, conditioning_multidataset_sampling="random", caption_dropout_probability=0.3)
     outcome, reference = run_in_process(tmp_path / "a", kontext_spec(tmp_path / "a", tiny_kontext, datasets,
                                                                      **settings))
     assert outcome == "completed"
@@ -105,7 +105,7 @@ def test_the_lycoris_output_reproduces_the_trained_edit_on_a_fresh_pipeline(tmp_
 
     def generate(pipeline):
         pipeline.set_progress_bar_config(disable=True)
-        picture = pipeline(image=reference_image(run).resize((64, 64)), prompt=PROMPT, height=64, width=64,
+        picture = pipeline(image=reference_image(run, (64, 64)), prompt=PROMPT, height=64, width=64,
                            max_area=64 * 64, _auto_resize=False, num_inference_steps=3, guidance_scale=2.5,
                            max_sequence_length=32, generator=torch.Generator().manual_seed(5)).images[0]
         return np.asarray(picture, dtype=np.int16)
@@ -202,3 +202,36 @@ def test_the_shipped_kontext_example_s_lycoris_settings_train(tmp_path, tiny_kon
     assert outcome == "completed"
     wrapped = list(run.unwrapped().lycoris_network.named_children())
     assert any("single_transformer_blocks" in name for name, _ in wrapped)
+
+
+def test_batches_of_pairs_and_an_explicit_validation_reference(tmp_path, tiny_kontext):
+    datasets = write_pairs(tmp_path / "data", 4, sizes=((64, 64), (96, 64)))
+    Image.new("RGB", (80, 40), (0, 90, 200)).save(tmp_path / "mine.png")
+    spec = kontext_spec(tmp_path, tiny_kontext, datasets, max_train_steps=2, train_batch_size=2,
+                        validation_prompt=PROMPT, validation_step_interval=2, validation_num_inference_steps=2,
+                        validation_reference_image=str(tmp_path / "mine.png"))
+    outcome, run = run_in_process(tmp_path, spec)
+    assert outcome == "completed"
+    [validation] = [e for e in read_events(tmp_path / "run") if e["type"] == "training.validation"]
+    assert validation["data"]["reference"] == str(tmp_path / "mine.png")
+    from tuneforge.trainer.validation import reference_image
+
+    assert reference_image(run, (64, 48)).size == (64, 48)  # covered and centre-cropped, never stretched
+
+
+def test_dora_keeps_its_weight_decomposition_over_a_bf16_base(tmp_path, tiny_kontext):
+    datasets = write_pairs(tmp_path / "data", 2)
+    spec = kontext_spec(tmp_path, tiny_kontext, datasets, {"algo": "lora", "linear_dim": 4, "dora_wd": True},
+                        max_train_steps=1, base_model_precision="bf16", mixed_precision="bf16")
+    outcome, run = run_in_process(tmp_path, spec)
+    assert outcome == "completed"
+    modules = list(run.unwrapped().lycoris_network.loras)
+    assert modules and not any(m.bypass_mode for m in modules) and all(m.wd for m in modules)
+
+
+def test_a_reference_set_with_two_images_under_one_name_skips_that_pair(tmp_path, tiny_kontext):
+    datasets = write_pairs(tmp_path / "data", 3)
+    Image.new("RGB", (64, 64)).save(tmp_path / "data/reference/img000.jpg")
+    outcome, run = run_in_process(tmp_path, kontext_spec(tmp_path, tiny_kontext, datasets, max_train_steps=1))
+    assert outcome == "completed"
+    assert sorted(s.path.name for s in run.prepared.all_samples()) == ["img001.png", "img002.png"]

@@ -239,3 +239,38 @@ def test_the_validation_reference_image_is_checked(local_client, workspace, kont
     response = validate(local_client, {**flux_fields, "--validation_reference_image": "datasets/k/ref.png"})
     assert "without reference images" in {w["field"]: w["message"] for w in response.json()["warnings"]}[
         "--validation_reference_image"]
+
+
+def test_kontext_pairs_across_several_sets_and_shared_names(local_client, workspace, kontext_fields):
+    make_images(workspace / "datasets/k/second", ["cup"], captions=False)
+    second = {"id": "second", "dataset_type": "conditioning", "instance_data_dir": "datasets/k/second"}
+    write_kontext_loader(workspace, extra=[second])
+    entries = json.loads((workspace / "config/k.json").read_text())
+    entries[0]["conditioning_data"] = ["reference", "second"]
+    (workspace / "config/k.json").write_text(json.dumps(entries))
+    problems = errors_of(validate(local_client, kontext_fields))  # each edit needs a partner in both sets
+    assert "in 'reference' and 'second'" in problems["--data_backend_config[reference].instance_data_dir"]
+    make_images(workspace / "datasets/k/second", ["shoe", "lamp"], captions=False)
+    assert validate(local_client, kontext_fields).status_code == 200  # random: one set per batch
+    problems = errors_of(validate(local_client, {**kontext_fields, "--conditioning_multidataset_sampling": "combined"}))
+    assert "takes one" in problems["--conditioning_multidataset_sampling"]
+    from PIL import Image
+
+    Image.new("RGB", (96, 64)).save(workspace / "datasets/k/reference/lamp.jpg")
+    problems = errors_of(validate(local_client, kontext_fields))
+    assert "share a name (lamp" in problems["--data_backend_config[reference].instance_data_dir"]
+
+
+def test_conditioning_links_and_settings_it_does_not_use(local_client, workspace, kontext_fields):
+    entries = json.loads((workspace / "config/k.json").read_text())
+    entries[1]["disabled"] = True
+    (workspace / "config/k.json").write_text(json.dumps(entries))
+    problems = errors_of(validate(local_client, kontext_fields))
+    assert "'reference' is disabled" in problems["--data_backend_config[0].conditioning_data"]
+    entries[1].update(disabled=False, resolution=512, repeats=2)
+    (workspace / "config/k.json").write_text(json.dumps(entries))
+    response = validate(local_client, kontext_fields)
+    assert response.status_code == 200
+    warnings = {w["field"]: w["message"] for w in response.json()["warnings"]}
+    warning = warnings["--data_backend_config[reference].repeats"]
+    assert "repeats, resolution not used" in warning and "plan" in warning

@@ -14,7 +14,7 @@ from typing import Any
 
 from tuneforge.data.buckets import Plan, TooSmall, plan_image
 from tuneforge.data.discovery import ImageItem, discover
-from tuneforge.options.dataloader import pair_key, same_aspect
+from tuneforge.options.dataloader import by_pair_key, pair_key, same_aspect
 
 
 @dataclass
@@ -32,8 +32,11 @@ class Partners:
         self.dataset = dataset
         found = discover(dataset)
         root = Path(dataset.instance_data_dir).expanduser()
-        self.skipped = found.skipped
-        self.by_key: dict[str, ImageItem] = {pair_key(root, item.path): item for item in found.items}
+        keyed, shared = by_pair_key(root, [item.path for item in found.items])
+        items = {item.path: item for item in found.items}
+        self.by_key: dict[str, ImageItem] = {key: items[path] for key, path in keyed.items() if key not in shared}
+        self.skipped = found.skipped + [(str(keyed[key]), f"another image in '{dataset.id}' has the name {key} too")
+                                        for key in shared]
 
     def reference_for(self, edit: ImageItem, edit_root: Path, plan: Plan, options: Any) -> Reference | str:
         """The reference of `edit` in this dataset, or why there is none."""

@@ -138,22 +138,20 @@ def cache_latents(prepared: Prepared, adapter: Any, rank: int = 0, world: int = 
     skipped. Targets are posterior samples (seeded by their key); references are the posterior mode, as an edit
     pipeline encodes them."""
     vae_id = adapter.vae_fingerprint()
-    todo: dict[tuple[str, tuple[int, int], bool], list[Sample | Reference]] = defaultdict(list)
-    queued: set[str] = set()
+    # Every entry once, in the same order on every rank; each rank then encodes its share of those not cached.
+    # (Deciding the shares after looking at the cache would shift them while a faster rank is already writing.)
+    entries: dict[tuple[str, str], Sample | Reference] = {}
     for sample in prepared.all_samples():
         sample.latent_key = entry_key(file_digest(sample.path), vae_id, sample.plan.key())
-        entries: list[Sample | Reference] = [sample]
+        entries.setdefault((sample.dataset_id, sample.latent_key), sample)
         for reference in sample.references:
             reference.latent_key = entry_key(file_digest(reference.path), vae_id, reference.plan.key(), "reference")
-            entries.append(reference)
-        for entry in entries:
-            if entry.latent_key not in queued and not prepared.latent_caches[entry.dataset_id].has(entry.latent_key):
-                queued.add(entry.latent_key)
-                todo[(entry.dataset_id, entry.plan.bucket, isinstance(entry, Reference))].append(entry)
-    mine = [(group, entry) for group, entries in todo.items() for entry in entries][rank::world]
+            entries.setdefault((reference.dataset_id, reference.latent_key), reference)
+    ordered = sorted(entries.values(), key=lambda e: (e.dataset_id, e.plan.bucket, isinstance(e, Reference)))
+    mine = [e for e in ordered[rank::world] if not prepared.latent_caches[e.dataset_id].has(e.latent_key)]
     groups: dict[tuple[str, tuple[int, int], bool], list[Sample | Reference]] = defaultdict(list)
-    for group, entry in mine:
-        groups[group].append(entry)
+    for entry in mine:
+        groups[(entry.dataset_id, entry.plan.bucket, isinstance(entry, Reference))].append(entry)
     done = 0
     for (dataset_id, _, is_reference), entries in groups.items():
         for start in range(0, len(entries), batch_size):

@@ -238,8 +238,9 @@ class ModelAdapter(ABC):
     def preview_kwargs(self, on_latents: PreviewHook, width: int, height: int) -> dict[str, Any]:
         """The pipeline call's step-callback arguments, calling `on_latents` with unpacked latents."""
 
-    def reference_inputs(self, reference: Any, width: int, height: int) -> dict[str, Any]:
-        """An edit model's validation reference image (PIL) as pipeline arguments; other models take none."""
+    def reference_inputs(self, reference: Any) -> dict[str, Any]:
+        """An edit model's validation reference image (PIL, at the validation size) as pipeline arguments; other
+        models take none."""
         return {}
 
     def save_full(self, transformer: torch.nn.Module, out: Path) -> None:

@@ -34,9 +34,9 @@ class FluxKontextAdapter(FluxAdapter):
             all_ids.append(reference_ids)
         return torch.cat(all_tokens, dim=1), torch.cat(all_ids, dim=0)
 
-    def reference_inputs(self, reference: Image.Image | None, width: int, height: int) -> dict[str, Any]:
-        """The reference at the validation size, and no resizing by the pipeline (it would go to 1024²)."""
+    def reference_inputs(self, reference: Image.Image | None) -> dict[str, Any]:
+        """The reference as given, and no resizing by the pipeline (it would go to 1024²)."""
         if reference is None:
             return {}
-        image = reference.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-        return {"image": image, "max_area": width * height, "_auto_resize": False}
+        width, height = reference.size
+        return {"image": reference, "max_area": width * height, "_auto_resize": False}

@@ -71,7 +71,9 @@ class LycorisTrainable(Trainable):
         kwargs = network_kwargs(self.config)
         # Over low-precision or quantised weights, add the network's output rather than rebuilding W + dW in the
         # base's dtype, so that the update really trains (and is applied) in fp32.
-        kwargs.setdefault("bypass_mode", PRECISIONS[self.options.base_model_precision].dtype not in (None, "float32"))
+        # (lycoris' bypass forward leaves DoRA's weight decomposition out, so DoRA keeps the rebuilt weight.)
+        low_precision = PRECISIONS[self.options.base_model_precision].dtype not in (None, "float32")
+        kwargs.setdefault("bypass_mode", low_precision and not self.config.dora_wd)
         LycorisNetwork.apply_preset(_preset(self.config, self.adapter.family))
         network = LycorisNetwork(transformer, warn_on_unmatched=False, **kwargs)
         if not network.loras:

@@ -33,6 +33,18 @@ def pair_key(folder: Path, image: Path) -> str:
     return str(image.relative_to(folder).with_suffix(""))
 
 
+def by_pair_key(folder: Path, images: list[Path]) -> tuple[dict[str, Path], list[str]]:
+    """Images by pair key, and the keys two images share (`a.png` beside `a.jpg`): a pair must be one to one."""
+    found: dict[str, Path] = {}
+    shared = []
+    for image in images:
+        key = pair_key(folder, image)
+        if key in found:
+            shared.append(key)
+        found.setdefault(key, image)
+    return found, sorted(set(shared))
+
+
 def read_size(path: Path) -> tuple[int, int]:
     """Width and height from the image header, after EXIF rotation (a rotated photo swaps them)."""
     from PIL import Image
@@ -179,9 +191,13 @@ def cross_check(entries: list[DatasetConfig]) -> list[FieldError]:
     if not any(e.dataset_type == "image" for e in active):
         problems.append(FieldError("dataloader", "no enabled image dataset: add one with dataset_type image"))
     conditioning = {e.id for e in entries if e.dataset_type == "conditioning"}
+    disabled = {e.id for e in entries if e.disabled}
     for index, entry in enumerate(entries):
         for link in entry.conditioning_data:
-            if link not in conditioning:
+            if link in conditioning and link in disabled and not entry.disabled:
+                problems.append(FieldError(f"[{index}].conditioning_data",
+                                           f"dataset '{entry.id}': '{link}' is disabled; enable it or unlink it"))
+            elif link not in conditioning:
                 problems.append(FieldError(f"[{index}].conditioning_data",
                                            f"dataset '{entry.id}': '{link}' is not the id of a conditioning "
                                            f"dataset{suggest(link, sorted(conditioning))}"))

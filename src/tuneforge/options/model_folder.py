@@ -38,8 +38,8 @@ def folder_problems(folder: Path, family: str, flavour: str | None) -> tuple[lis
     if problem:
         return [f"{folder}: {problem}"], []
     if chosen is not None and class_name != chosen.pipeline_class:
-        return [], [f"{folder} holds a {class_name} pipeline but --model_flavour={chosen.name} expects "
-                    f"{chosen.pipeline_class}: check that the flavour matches the model"]
+        return [f"{folder} holds a {class_name} pipeline but --model_flavour={chosen.name} trains a "
+                f"{chosen.pipeline_class}: set the flavour that matches the model"], []
     return [], []
 
 

@@ -175,7 +175,7 @@ class TrainingOptions(BaseModel):
     resolution_type: Literal["pixel", "area", "pixel_area"] = opt(
         "pixel_area", "How `resolution` is read by default.", "data")
     conditioning_multidataset_sampling: Literal["random", "combined"] = opt(
-        "random", "With several conditioning sets: pick one per sample, or use all.", "data")
+        "random", "With several conditioning sets: draw one set per batch, or feed all of them.", "data")
     clip_skip: int = opt(0, "Pool CLIP's N-th layer from the end, counted as kohya and A1111 do (2: the penultimate "
                          "layer; 0 or 1: the last).", "data", families=FLUX, ge=0, le=12)
     tokenizer_max_length: int | None = opt(None, "Max tokens of the T5 encoder (the flavour's default when empty; "

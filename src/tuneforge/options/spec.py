@@ -37,8 +37,10 @@ class RunSpec(BaseModel):
         errors, _ = check_rules(self.config)
         errors += cross_check(self.datasets)
         lycoris_run = self.config.model_type == "lora" and self.config.lora_type == "lycoris"
-        if lycoris_run and self.lycoris is None:
-            errors.append(FieldError("--lycoris_config", "a LyCORIS run needs its settings in the spec"))
+        lycoris = self.lycoris
+        if lycoris_run and (lycoris is None or lycoris.linear_dim is None or lycoris.linear_alpha is None):
+            errors.append(FieldError("--lycoris_config", "a LyCORIS run needs its settings in the spec, completed by "
+                                                         "the run's options (linear_dim and linear_alpha)"))
         if errors:
             raise ValueError("; ".join(f"{e.field}: {e.message}" for e in errors))
         return self

@@ -121,7 +121,12 @@ def prepare_data(run: Run) -> None:
                            severity="warning", warnings=prepared.warnings[:50])
     with stage(run, "caching_latents", "Caching latents") as progress:
         data_prepare.cache_latents(prepared, run.adapter, rank, world, progress=progress)
-        for path, reason in prepared.skipped:  # found unusable by discovery or while encoding
+        skipped = prepared.skipped  # found unusable by discovery, or while this rank encoded its share
+        if world > 1:
+            from accelerate.utils import gather_object
+
+            skipped = list(dict.fromkeys(gather_object(skipped)))
+        for path, reason in skipped:
             run.events.log(f"skipped {path}: {reason}", severity="warning", file=path, reason=reason)
         accelerator.wait_for_everyone()
         data_prepare.finalize(prepared)

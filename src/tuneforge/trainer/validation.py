@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
+from tuneforge.data.images import load_image
 from tuneforge.events import Image as EventImage
 from tuneforge.options.registry import made_size, validation_sizes
 from tuneforge.trainer import checkpoints, trackers
@@ -80,7 +81,7 @@ def sample(run: Run, size: tuple[int, int]) -> Image.Image:
     seed = options.validation_seed if options.validation_seed is not None else run.seed
     kwargs = run.adapter.pipeline_call_kwargs(*size)
     kwargs.update(run.adapter.pipeline_inputs(positive, negative, options.validation_guidance))
-    kwargs.update(run.adapter.reference_inputs(reference_image(run), *size))
+    kwargs.update(run.adapter.reference_inputs(reference_image(run, size)))
     if options.validation_preview:
         hook = _preview_hook(run, options.validation_prompt, size, steps)
         kwargs.update(run.adapter.preview_kwargs(hook, *size))
@@ -94,22 +95,34 @@ def sample(run: Run, size: tuple[int, int]) -> Image.Image:
     return _tensor_to_pil(pixels)
 
 
+def _first_reference(run: Run):
+    paired = next((s for s in run.prepared.all_samples() if s.references), None)
+    return paired.references[0] if paired else None
+
+
 def reference_path(run: Run) -> Path | None:
     """What an edit model's validation edits: `validation_reference_image`, else the first pair's reference."""
     if not run.adapter.flavour.needs_conditioning:
         return None
     if run.options.validation_reference_image:
         return Path(run.options.validation_reference_image)
-    paired = next((s for s in run.prepared.all_samples() if s.references), None)
-    return paired.references[0].path if paired else None
+    first = _first_reference(run)
+    return first.path if first else None
 
 
-def reference_image(run: Run) -> Image.Image | None:
+def reference_image(run: Run, size: tuple[int, int]) -> Image.Image | None:
+    """The validation reference at the validation size, its aspect kept (covered, then centre-cropped): the first
+    pair's reference as training crops it, or `validation_reference_image` as it is."""
     path = reference_path(run)
     if path is None:
         return None
-    with Image.open(path) as image:
-        return ImageOps.exif_transpose(image).convert("RGB")
+    first = None if run.options.validation_reference_image else _first_reference(run)
+    if first is not None:
+        image = load_image(first.path, first.plan)
+    else:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+    return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
 
 
 def configured(options) -> bool:
