@@ -30,8 +30,12 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(workspace: Path) -> Settings:
-    return Settings(workspace=workspace)
+def settings(workspace: Path, tmp_path_factory) -> Settings:
+    """The tests' server lets jobs read and write this test session's temporary folders (its tiny models live
+    there): as an admin who sets TUNEFORGE_READ_ROOTS / TUNEFORGE_WRITE_ROOTS would. The path policy's own tests
+    make settings with the default roots."""
+    temporary = tmp_path_factory.getbasetemp()
+    return Settings(workspace=workspace, read_roots=[temporary], write_roots=[temporary])
 
 
 @pytest.fixture

@@ -14,10 +14,21 @@ from tuneforge.cli.demo.server import ServerProcess, ServerStartError, free_port
 __all__ = ["ServerProcess", "free_port", "start_server"]
 
 
+def _session_temp(workspace: Path) -> Path:
+    """pytest's base temporary folder (`.../pytest-N`), which holds every test's tmp_path and the tiny models."""
+    for parent in workspace.resolve().parents:
+        if parent.name.startswith("pytest-") and parent.parent.name.startswith("pytest-of-"):
+            return parent
+    return workspace.resolve().parent
+
+
 def start_server(workspace: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> ServerProcess:
     """The server on a free port, healthy; its log beside the workspace; `env` is added to this process's env."""
     port = free_port()
-    server = spawn(workspace, port, *args, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    # Jobs may touch this test session's temporary folders (the tiny models, outputs beside the workspace).
+    temporary = str(_session_temp(workspace))
+    roots = {"TUNEFORGE_READ_ROOTS": temporary, "TUNEFORGE_WRITE_ROOTS": temporary}
+    server = spawn(workspace, port, *args, env={**os.environ, "HF_HUB_OFFLINE": "1", **roots, **(env or {})},
                    log_path=workspace.parent / f"server-{port}.log")
     try:
         server.wait_healthy(timeout)

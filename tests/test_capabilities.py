@@ -47,7 +47,8 @@ def test_the_lycoris_algorithms_offered_are_the_library_s():
     assert set(typing.get_args(Algo)) <= set(network_module_dict)
 
 
-def test_a_family_added_to_the_table_trains_end_to_end(monkeypatch, tmp_path, tiny_pixart, local_client, workspace):
+def test_a_family_added_to_the_table_trains_end_to_end(monkeypatch, tmp_path, tiny_pixart, local_client, workspace,
+                                                       settings):
     """A new row (here a twin of PixArt Sigma) is enough: nothing else lists the families."""
     pixart = FAMILIES["pixart_sigma"]
     twin = dataclasses.replace(pixart, name="pixart_twin", default_flavour="only", lora_types=("standard",),
@@ -68,9 +69,7 @@ def test_a_family_added_to_the_table_trains_end_to_end(monkeypatch, tmp_path, ti
     refused = local_client.post("/api/training/validate", data={**fields, "--lora_type": "lycoris"})
     assert refused.status_code == 422 and "lora_type standard" in refused.text  # its row, not PixArt's, decides
 
-    from tuneforge.settings import Settings
-
-    spec = build_run_spec(Settings(workspace=workspace), overrides=fields, job_id="twin")
+    spec = build_run_spec(settings, overrides=fields, job_id="twin")
     outcome, run = run_in_process(tmp_path, spec)
     assert outcome == "completed" and (run.output_dir / "pytorch_lora_weights.safetensors").is_file()
 

@@ -93,7 +93,9 @@ def test_malformed_json_body_is_400(local_client):
     ({"--data_backend_config": "../../outside.json"}, "--data_backend_config", "outside the workspace"),
     ({"--data_backend_config": "missing.json"}, "--data_backend_config", "not found"),
     ({"--pretrained_model_name_or_path": "not a hub id!"}, "--pretrained_model_name_or_path", "hub id"),
-    ({"--pretrained_model_name_or_path": "/no/such/folder"}, "--pretrained_model_name_or_path", "not found"),
+    ({"--pretrained_model_name_or_path": "/no/such/folder"}, "--pretrained_model_name_or_path",
+     "outside the folders jobs may read"),
+    ({"--pretrained_model_name_or_path": "./models/none"}, "--pretrained_model_name_or_path", "not found"),
     ({"--base_model_precision": "int4-quanto"}, "--base_model_precision", "--model_type=lora"),
 ])
 def test_bad_fields_fail_with_the_field_named(local_client, fast, change, field, words):

@@ -37,25 +37,43 @@ class Settings(BaseSettings):
     zip_max_uncompressed_bytes: int = Field(100 * 1024**3, ge=1)
     zip_max_ratio: int = Field(200, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"  # uvicorn's levels
+    # What jobs may touch (see services/path_policy.py): folders, separated by ":" like PATH; default the workspace
+    # (and the datasets root, for reading).
+    read_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    write_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    hooks_dir: Path | None = None  # the only place hook programs may come from; unset: no hooks run
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)  # CIDRs, comma separated
 
-    @field_validator("workspace", "datasets_dir")
+    @field_validator("workspace", "datasets_dir", "hooks_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("read_roots", "write_roots", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("read_roots", "write_roots")
+    @classmethod
+    def _absolute_roots(cls, value: list[Path]) -> list[Path]:
+        return [path.expanduser().resolve() for path in value]
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value  # INFO as well as info
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "webhook_allowed_networks", mode="before")
     @classmethod
-    def _split_proxies(cls, value: object) -> object:
+    def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "webhook_allowed_networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         for entry in value:
@@ -89,6 +107,20 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
+
+    @cached_property
+    def webhook_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.webhook_allowed_networks)
+
+    @property
+    def job_read_roots(self) -> tuple[Path, ...]:
+        datasets = self.datasets_root.resolve()
+        return tuple(self.read_roots) or ((self.workspace,) if datasets.is_relative_to(self.workspace)
+                                          else (self.workspace, datasets))
+
+    @property
+    def job_write_roots(self) -> tuple[Path, ...]:
+        return tuple(self.write_roots) or (self.workspace,)
 
 
 DEFAULT_SERVER_URL = "http://localhost:8001"

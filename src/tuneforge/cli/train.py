@@ -104,13 +104,16 @@ def train(
     set_: Annotated[list[str], typer.Option("--set", help="Override an option: --set max_train_steps=10")] = [],  # noqa: B006
 ) -> None:
     """Train in the foreground with progress bars."""
+    from tuneforge.services.path_policy import PathPolicy
     from tuneforge.services.validation import build_run_spec
 
     settings = Settings(workspace=workspace) if workspace is not None else Settings()
     overrides = _overrides(set_)
     run_dir = new_run_dir(settings.runs_dir)
     try:
-        spec = build_run_spec(settings, env=env, config_file=config, overrides=overrides, job_id=run_dir.name)
+        # A person in a shell trains as themselves: the server's limits on what a job may touch do not apply.
+        spec = build_run_spec(settings, env=env, config_file=config, overrides=overrides, job_id=run_dir.name,
+                              policy=PathPolicy.unrestricted())
     except TuneforgeError as exc:
         run_dir.rmdir()  # nothing was written into it
         err.print(f"[red]{exc.detail}[/red]")

@@ -28,6 +28,7 @@ from tuneforge.services.config_files import (
 from tuneforge.services.dataset_checks import DatasetChecker
 from tuneforge.services.datasets.files import image_problem
 from tuneforge.services.model_checks import check_base_model, looks_local
+from tuneforge.services.path_policy import Access, PathPolicy
 from tuneforge.settings import Settings
 
 _CONFIG_FILES = ("data_backend_config", "lycoris_config")  # JSON files the server reads: kept in the workspace
@@ -142,12 +143,15 @@ def merge_sources(settings: Settings, env: str | None, config_file: Path | None,
 
 
 def validate(settings: Settings, *, env: str | None = None, config_file: Path | None = None,
-             overrides: dict[str, Any] | None = None, job_id: str | None = None) -> ValidationReport:
+             overrides: dict[str, Any] | None = None, job_id: str | None = None,
+             policy: PathPolicy | None = None) -> ValidationReport:
     """Merge, resolve and check everything; the report holds the `spec` when there are no errors.
 
     `env=None` means the active environment, if there is one. A broken environment file is reported like any
-    other problem, so validate and start answer in the same shape.
+    other problem, so validate and start answer in the same shape. `policy` (default: the server's roots) says
+    what the job may touch; a path outside it stops the checks there, so that nothing is learnt about it.
     """
+    policy = policy or PathPolicy.from_settings(settings)
     if config_file is None:
         env = env or configs.active_name(settings)
     report = ValidationReport(environment=env)
@@ -162,8 +166,12 @@ def validate(settings: Settings, *, env: str | None = None, config_file: Path | 
         return report
     report.storable = checked.storable()
     config = _resolve_options(settings, with_model_defaults(checked.options), checked.files, env, job_id)
-    check_base_model(config, report.errors, report.warnings)
     datasets = _load_datasets(settings, config, checked.files, report.errors)
+    outside = _outside_policy(policy, config, datasets or [])
+    if outside:
+        report.errors += outside
+        return report
+    check_base_model(config, report.errors, report.warnings)
     if datasets is not None:
         checker = DatasetChecker(config)
         checker.check(datasets)
@@ -182,9 +190,11 @@ def validate(settings: Settings, *, env: str | None = None, config_file: Path | 
 
 
 def build_run_spec(settings: Settings, *, env: str | None = None, config_file: Path | None = None,
-                   overrides: dict[str, object] | None = None, job_id: str | None = None) -> RunSpec:
+                   overrides: dict[str, object] | None = None, job_id: str | None = None,
+                   policy: PathPolicy | None = None) -> RunSpec:
     """The resolved, validated spec of a run; raises `Invalid` with per-field errors."""
-    report = validate(settings, env=env, config_file=config_file, overrides=overrides, job_id=job_id)
+    report = validate(settings, env=env, config_file=config_file, overrides=overrides, job_id=job_id,
+                      policy=policy)
     report.raise_if_invalid()
     assert report.spec is not None
     return report.spec
@@ -206,6 +216,25 @@ def _resolve_options(settings: Settings, options: TrainingOptions, files: dict[s
     if options.resume_from_checkpoint and "/" in options.resume_from_checkpoint:  # a path, not a checkpoint name
         update["resume_from_checkpoint"] = str(resolve_data_path(settings, options.resume_from_checkpoint))
     return options.model_copy(update=update)
+
+
+def _outside_policy(policy: PathPolicy, config: TrainingOptions, datasets: list[DatasetConfig]) -> list[FieldError]:
+    """Every path the job would read or write, against the policy (paths are resolved by now)."""
+    checks: list[tuple[str, str | None, Access]] = [
+        ("--output_dir", config.output_dir, "write"), ("--cache_dir_vae", config.cache_dir_vae, "write"),
+        ("--accelerate_config", config.accelerate_config, "read"),
+        ("--validation_reference_image", config.validation_reference_image, "read")]
+    for name in ("pretrained_model_name_or_path", "resume_from_checkpoint"):
+        value = getattr(config, name)
+        if value and Path(value).is_absolute():  # else a hub id, or a checkpoint name inside output_dir
+            checks.append((names.cli(name), value, "read"))
+    for entry in datasets:
+        where = f"--data_backend_config[{entry.id}]"
+        checks += [(f"{where}.instance_data_dir", entry.instance_data_dir, "read"),
+                   (f"{where}.cache_dir_vae", entry.cache_dir_vae, "write"),
+                   (f"{where}.cache_dir", entry.cache_dir, "write")]
+    return [problem for field_name, value, access in checks if value
+            for problem in [policy.problem(Path(value), field_name, access)] if problem]
 
 
 def _load_datasets(settings: Settings, config: TrainingOptions, files: dict[str, Path],

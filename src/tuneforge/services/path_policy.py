@@ -1,0 +1,51 @@
+"""What a job may touch on this machine: the one rule for every path a config names.
+
+A job reads its base model, datasets, references, resume checkpoint and accelerate file only inside the read roots
+(`TUNEFORGE_READ_ROOTS`, default the workspace and the datasets root) or the write roots, and writes its output and
+caches only inside the write roots (`TUNEFORGE_WRITE_ROOTS`, default the workspace). Paths are compared after
+resolving symbolic links, so a link inside a root that points out of it does not count as inside. The server applies
+this to every job; `tuneforge train`, run by a person in a shell, acts as that person (`PathPolicy.unrestricted`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tuneforge.errors import FieldError
+from tuneforge.settings import Settings
+
+Access = Literal["read", "write"]
+
+
+@dataclass(frozen=True)
+class PathPolicy:
+    read_roots: tuple[Path, ...]
+    write_roots: tuple[Path, ...]
+    confined: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PathPolicy:
+        return cls(settings.job_read_roots, settings.job_write_roots)
+
+    @classmethod
+    def unrestricted(cls) -> PathPolicy:
+        return cls((), (), confined=False)
+
+    def allows(self, path: Path, access: Access) -> bool:
+        if not self.confined:
+            return True
+        roots = self.write_roots if access == "write" else (*self.read_roots, *self.write_roots)
+        resolved = Path(path).resolve()
+        return any(resolved.is_relative_to(root) for root in roots)
+
+    def problem(self, path: Path, field: str, access: Access) -> FieldError | None:
+        """A 422 naming the field, the path and the roots, or None. Says nothing of whether the path exists."""
+        if self.allows(path, access):
+            return None
+        roots = self.write_roots if access == "write" else (*self.read_roots, *self.write_roots)
+        listed = ", ".join(str(root) for root in dict.fromkeys(roots))
+        setting = "TUNEFORGE_WRITE_ROOTS" if access == "write" else "TUNEFORGE_READ_ROOTS"
+        return FieldError(field, f"{path} is outside the folders jobs may {access} ({listed}); use a path inside "
+                                 f"them, or ask an admin to add its folder to {setting}")
