@@ -129,6 +129,7 @@ def test_a_person_training_in_a_shell_is_not_confined(workspace, model, tmp_path
 
 def test_start_refuses_the_same_and_writes_nothing_outside(confined, workspace, model, tmp_path):
     settings, client = confined
-    response = client.post("/api/training/start", data=fields(workspace, model, **{"--output_dir": str(tmp_path / "o")}))
+    outside = fields(workspace, model, **{"--output_dir": str(tmp_path / "o")})
+    response = client.post("/api/training/start", data=outside)
     assert response.status_code == 422 and not (tmp_path / "o").exists()
     assert client.get("/api/jobs").json()["jobs"] == []
