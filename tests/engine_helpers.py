@@ -23,8 +23,9 @@ def write_images(folder: Path, count: int, sizes=((64, 64), (96, 64), (64, 96)),
 
 
 def make_spec(root: Path, model: Path, data: Path | None = None, datasets: list[dict] | None = None,
-              lycoris: dict | None = None, **options: Any):
-    """A RunSpec for a tiny run; `options` override the defaults below; `lycoris` makes it a LyCORIS run."""
+              lycoris: dict | None = None, hooks_dir: Path | None = None, **options: Any):
+    """A RunSpec for a tiny run; `options` override the defaults below; `lycoris` makes it a LyCORIS run. Hooks run
+    as under `tuneforge train` (any program), or only from `hooks_dir` as a server job's do."""
     from tuneforge.options.dataloader import DatasetConfig
     from tuneforge.options.lycoris import LycorisConfig, with_run_options
     from tuneforge.options.registry import TrainingOptions
@@ -49,7 +50,7 @@ def make_spec(root: Path, model: Path, data: Path | None = None, datasets: list[
     config = TrainingOptions(**defaults)
     completed = with_run_options(LycorisConfig(**lycoris), config)[0] if lycoris is not None else None
     return RunSpec(workspace=root, job_id=root.name, config=config, datasets=[DatasetConfig(**d) for d in datasets],
-                   lycoris=completed)
+                   lycoris=completed, hooks_dir=hooks_dir, hooks_confined=hooks_dir is not None)
 
 
 def write_run_dir(root: Path, spec) -> Path:

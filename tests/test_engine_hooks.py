@@ -185,3 +185,23 @@ def test_classify_out_of_memory_and_invalid():
     assert classify(torch.OutOfMemoryError())[0] == runfolder.OUT_OF_MEMORY == 5
     assert classify(Invalid("bad value"))[0] == runfolder.INVALID_CONFIG
     assert classify(RuntimeError("boom")) == (runfolder.FAILED, "Training failed")
+
+
+def test_a_server_job_runs_only_programs_of_its_hooks_folder(tmp_path, tiny_pixart):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    script = hooks / "note.sh"
+    script.write_text(f"#!/bin/sh\necho \"$1\" > {tmp_path / 'ran'}\n")
+    script.chmod(0o755)
+    data = write_images(tmp_path / "data", 2)
+    root = tmp_path / "outside"
+    spec = make_spec(root, tiny_pixart, data, max_train_steps=1, checkpoint_step_interval=1, hooks_dir=hooks,
+                     post_checkpoint_script=f"touch {tmp_path / 'pwned'}")
+    assert run_in_process(root, spec)[0] == "completed"
+    [refused] = _hook_logs(read_events(root / "run"), "post_checkpoint_script")
+    assert "not run" in refused["message"] and not (tmp_path / "pwned").exists()
+    root = tmp_path / "inside"
+    spec = make_spec(root, tiny_pixart, data, max_train_steps=1, checkpoint_step_interval=1, hooks_dir=hooks,
+                     post_checkpoint_script="note.sh {global_step}")  # by its name in the hooks folder
+    assert run_in_process(root, spec)[0] == "completed"
+    assert (tmp_path / "ran").read_text().strip() == "1"

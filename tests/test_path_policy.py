@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from configs_support import make_images
 from tuneforge.api.app import create_app
-from tuneforge.services.path_policy import PathPolicy
+from tuneforge.services.job_policy import JobPolicy
 from tuneforge.services.validation import validate
 from tuneforge.settings import Settings
 
@@ -124,7 +124,7 @@ def test_a_person_training_in_a_shell_is_not_confined(workspace, model, tmp_path
     settings = Settings(workspace=workspace)
     overrides = fields(workspace, model, **{"--output_dir": str(tmp_path / "mine")})
     assert not validate(settings, overrides=overrides).valid
-    assert validate(settings, overrides=overrides, policy=PathPolicy.unrestricted()).valid
+    assert validate(settings, overrides=overrides, policy=JobPolicy.unrestricted()).valid
 
 
 def test_start_refuses_the_same_and_writes_nothing_outside(confined, workspace, model, tmp_path):

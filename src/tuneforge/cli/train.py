@@ -104,7 +104,7 @@ def train(
     set_: Annotated[list[str], typer.Option("--set", help="Override an option: --set max_train_steps=10")] = [],  # noqa: B006
 ) -> None:
     """Train in the foreground with progress bars."""
-    from tuneforge.services.path_policy import PathPolicy
+    from tuneforge.services.job_policy import JobPolicy
     from tuneforge.services.validation import build_run_spec
 
     settings = Settings(workspace=workspace) if workspace is not None else Settings()
@@ -113,7 +113,7 @@ def train(
     try:
         # A person in a shell trains as themselves: the server's limits on what a job may touch do not apply.
         spec = build_run_spec(settings, env=env, config_file=config, overrides=overrides, job_id=run_dir.name,
-                              policy=PathPolicy.unrestricted())
+                              policy=JobPolicy.unrestricted())
     except TuneforgeError as exc:
         run_dir.rmdir()  # nothing was written into it
         err.print(f"[red]{exc.detail}[/red]")

@@ -30,6 +30,9 @@ class RunSpec(BaseModel):
     datasets: list[DatasetConfig]
     lycoris: LycorisConfig | None = None  # the --lycoris_config file completed by the run's options, frozen at submit
     environment: str | None = None  # the environment it came from, if any (informational)
+    # Hook programs run only from this folder (None: no hooks), unless the run is not confined (`tuneforge train`).
+    hooks_dir: Path | None = None
+    hooks_confined: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:

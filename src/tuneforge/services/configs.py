@@ -29,6 +29,8 @@ from tuneforge.services.config_files import (
     write_json,
     write_with_backup,
 )
+from tuneforge.services.hook_rights import ensure_may_set_hooks
+from tuneforge.services.principal import Principal
 from tuneforge.settings import Settings
 
 ACTIVE_FILE = "active_environment"
@@ -232,7 +234,7 @@ def starter_dataloader(name: str, family: str, flavour: str | None) -> list[dict
     return entries
 
 
-def replace_config(settings: Settings, name: str, data: ConfigUpdate) -> dict[str, Any]:
+def replace_config(settings: Settings, name: str, data: ConfigUpdate, principal: Principal) -> dict[str, Any]:
     """Validate (registry level) and replace the config; the previous file becomes `config.json.bak`."""
     folder = _existing(settings, name)
     if data.name is not None and data.name != name:
@@ -242,6 +244,7 @@ def replace_config(settings: Settings, name: str, data: ConfigUpdate) -> dict[st
         stored = load_config(settings, name)
     except Invalid:
         stored = {}  # replacing a broken file is how it gets repaired
+    ensure_may_set_hooks(principal, data.config, stored)
     checked = validation.check_options(settings, unmask_secrets(data.config, stored))
     if checked.errors or checked.options is None:
         summary = "; ".join(f"{e.field}: {e.message}" for e in checked.errors[:3])

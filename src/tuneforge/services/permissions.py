@@ -16,6 +16,7 @@ class Permission(StrEnum):
     DATASET_VIEW = "dataset.view"
     DATASET_UPLOAD = "dataset.upload"
     QUEUE_MANAGE = "queue.manage"
+    HOOKS_SET = "hooks.set"  # name the programs a job runs (validation_external_script, post_checkpoint_script)
     SYSTEM_VIEW = "system.view"
     ADMIN_USERS = "admin.users"
     ADMIN_SETTINGS = "admin.settings"
@@ -30,7 +31,7 @@ _RESEARCHER = _VIEWER | {
     Permission.JOB_CANCEL_OWN,
     Permission.DATASET_UPLOAD,
 }
-_LEAD = _RESEARCHER | {Permission.JOB_CANCEL_ALL, Permission.QUEUE_MANAGE}
+_LEAD = _RESEARCHER | {Permission.JOB_CANCEL_ALL, Permission.QUEUE_MANAGE, Permission.HOOKS_SET}
 _ADMIN = frozenset(Permission)
 
 LEVELS: dict[str, frozenset[Permission]] = {

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from tuneforge import runfolder
 from tuneforge.db.models import Job
 from tuneforge.services import configs, jobs, validation
+from tuneforge.services.hook_rights import ensure_may_set_hooks
 from tuneforge.services.principal import Principal
 from tuneforge.settings import Settings
 
@@ -19,6 +20,7 @@ def submit(db: Session, settings: Settings, principal: Principal, fields: dict[s
     """Queue a job from an environment (the active one unless named) overlaid with `fields`.
 
     Raises Invalid (nothing recorded) or Conflict (a job is already active)."""
+    ensure_may_set_hooks(principal, fields)
     jobs.ensure_none_running(db)
     job_id = jobs.new_id()
     report = validation.validate(settings, env=env, overrides=fields, job_id=job_id)

@@ -15,6 +15,7 @@ from tuneforge.errors import ConfigInvalid, FieldError, Invalid, TuneforgeError
 from tuneforge.options import names, rules
 from tuneforge.options.capabilities import needs_conditioning
 from tuneforge.options.dataloader import DatasetConfig, parse_dataloader
+from tuneforge.options.hooks import HOOK_OPTIONS, RUNNABLE_HOOKS, program_of
 from tuneforge.options.registry import TrainingOptions, with_model_defaults
 from tuneforge.options.spec import RunSpec
 from tuneforge.services import configs, engine_checks
@@ -27,8 +28,8 @@ from tuneforge.services.config_files import (
 )
 from tuneforge.services.dataset_checks import DatasetChecker
 from tuneforge.services.datasets.files import image_problem
+from tuneforge.services.job_policy import Access, JobPolicy
 from tuneforge.services.model_checks import check_base_model, looks_local
-from tuneforge.services.path_policy import Access, PathPolicy
 from tuneforge.settings import Settings
 
 _CONFIG_FILES = ("data_backend_config", "lycoris_config")  # JSON files the server reads: kept in the workspace
@@ -144,14 +145,14 @@ def merge_sources(settings: Settings, env: str | None, config_file: Path | None,
 
 def validate(settings: Settings, *, env: str | None = None, config_file: Path | None = None,
              overrides: dict[str, Any] | None = None, job_id: str | None = None,
-             policy: PathPolicy | None = None) -> ValidationReport:
+             policy: JobPolicy | None = None) -> ValidationReport:
     """Merge, resolve and check everything; the report holds the `spec` when there are no errors.
 
     `env=None` means the active environment, if there is one. A broken environment file is reported like any
     other problem, so validate and start answer in the same shape. `policy` (default: the server's roots) says
     what the job may touch; a path outside it stops the checks there, so that nothing is learnt about it.
     """
-    policy = policy or PathPolicy.from_settings(settings)
+    policy = policy or JobPolicy.from_settings(settings)
     if config_file is None:
         env = env or configs.active_name(settings)
     report = ValidationReport(environment=env)
@@ -185,13 +186,14 @@ def validate(settings: Settings, *, env: str | None = None, config_file: Path | 
     engine_checks.check_resume(config, lycoris, report.errors)
     if report.valid and datasets is not None:
         report.spec = RunSpec(job_id=job_id, workspace=settings.workspace, config=config, datasets=datasets,
-                              lycoris=lycoris, environment=env)
+                              lycoris=lycoris, environment=env, hooks_dir=policy.hooks_dir,
+                              hooks_confined=policy.confined)
     return report
 
 
 def build_run_spec(settings: Settings, *, env: str | None = None, config_file: Path | None = None,
                    overrides: dict[str, object] | None = None, job_id: str | None = None,
-                   policy: PathPolicy | None = None) -> RunSpec:
+                   policy: JobPolicy | None = None) -> RunSpec:
     """The resolved, validated spec of a run; raises `Invalid` with per-field errors."""
     report = validate(settings, env=env, config_file=config_file, overrides=overrides, job_id=job_id,
                       policy=policy)
@@ -218,8 +220,11 @@ def _resolve_options(settings: Settings, options: TrainingOptions, files: dict[s
     return options.model_copy(update=update)
 
 
-def _outside_policy(policy: PathPolicy, config: TrainingOptions, datasets: list[DatasetConfig]) -> list[FieldError]:
-    """Every path the job would read or write, against the policy (paths are resolved by now)."""
+def _outside_policy(policy: JobPolicy, config: TrainingOptions, datasets: list[DatasetConfig]) -> list[FieldError]:
+    """Every path the job would read or write, and every program it would run, against the policy (paths are
+    resolved by now)."""
+    hooks = [policy.hook_problem(getattr(config, name), names.cli(name)) for name in RUNNABLE_HOOKS
+             if getattr(config, name)]
     checks: list[tuple[str, str | None, Access]] = [
         ("--output_dir", config.output_dir, "write"), ("--cache_dir_vae", config.cache_dir_vae, "write"),
         ("--accelerate_config", config.accelerate_config, "read"),
@@ -233,8 +238,8 @@ def _outside_policy(policy: PathPolicy, config: TrainingOptions, datasets: list[
         checks += [(f"{where}.instance_data_dir", entry.instance_data_dir, "read"),
                    (f"{where}.cache_dir_vae", entry.cache_dir_vae, "write"),
                    (f"{where}.cache_dir", entry.cache_dir, "write")]
-    return [problem for field_name, value, access in checks if value
-            for problem in [policy.problem(Path(value), field_name, access)] if problem]
+    paths = [policy.problem(Path(value), field_name, access) for field_name, value, access in checks if value]
+    return [problem for problem in [*paths, *hooks] if problem]
 
 
 def _load_datasets(settings: Settings, config: TrainingOptions, files: dict[str, Path],
@@ -298,12 +303,16 @@ def _check_files(config: TrainingOptions, report: ValidationReport) -> None:
     if reference and problem:
         report.errors.append(FieldError("--validation_reference_image", f"{reference}: {problem}; give an image "
                                         "file, or leave it empty to use the first pair's reference"))
-    for name in ("validation_external_script", "post_checkpoint_script", "post_upload_script"):
+    for name in HOOK_OPTIONS:
         _check_command(getattr(config, name), name, report)
 
 
 def _check_command(command: str | None, name: str, report: ValidationReport) -> None:
     """A hook whose program is an absolute path that does not exist will fail later: say so now."""
-    program = (command or "").split()[0] if (command or "").strip() else ""
+    try:
+        program = program_of(command) if command and command.strip() else ""
+    except ValueError as exc:
+        report.errors.append(FieldError(names.cli(name), f"{command!r} cannot be read as a command: {exc}"))
+        return
     if program.startswith("/") and not Path(program).is_file():
         report.warnings.append(FieldError(names.cli(name), f"program {program} not found on this machine"))

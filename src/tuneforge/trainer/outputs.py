@@ -51,7 +51,8 @@ def save_checkpoint(run: Run, reason: str) -> Path | None:
                    checkpoint=CheckpointInfo(name=final.name, path=str(final), step=step))
         if run.options.post_checkpoint_script:
             run_hook("post_checkpoint_script", run.options.post_checkpoint_script,
-                     context_for(run.options, step, str(final)), background=True, report=hook_reporter(run))
+                     context_for(run.options, step, str(final)), background=True, report=hook_reporter(run),
+                     spec=run.spec)
     accelerator.wait_for_everyone()
     run.last_saved_step = step
     return final

@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any
 
+from tuneforge.options.hooks import hook_problem, resolve_program
+
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _background: list[threading.Thread] = []  # waiters of background hooks; the run waits for them before it ends
 
@@ -46,10 +48,20 @@ def render(command: str, context: dict[str, str]) -> list[str]:
     return [_PLACEHOLDER.sub(replace, part) for part in shlex.split(command)]
 
 
-def run_hook(name: str, command: str, context: dict[str, str], background: bool, report) -> threading.Thread | None:
-    """Run `command`; `report(severity, message, data)` receives the outcome. Returns the waiter thread if any."""
+def run_hook(name: str, command: str, context: dict[str, str], background: bool, report,
+             spec: Any) -> threading.Thread | None:
+    """Run `command`; `report(severity, message, data)` receives the outcome. Returns the waiter thread if any.
+
+    A server job (`spec.hooks_confined`) runs only programs of its hooks folder, as validation checked; checked again
+    here, so a spec written by other means cannot run anything else."""
+    refusal = hook_problem(command, spec.hooks_dir) if spec.hooks_confined else None
+    if refusal:
+        report("warning", f"{name}: not run: {refusal}", {"hook": name})
+        return None
     try:
         args = render(command, context)
+        if spec.hooks_confined:
+            args[0] = str(resolve_program(args[0], spec.hooks_dir))
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except (OSError, KeyError, ValueError) as exc:
         report("warning", f"{name}: could not start {command!r}: {exc}", {"hook": name})

@@ -141,7 +141,7 @@ def validate(run: Run) -> None:
             context = context_for(options, run.global_step, str(checkpoint) if checkpoint.is_dir() else "")
             run_hook("validation_external_script", options.validation_external_script,
                      context, background=options.validation_external_background,
-                     report=hook_reporter(run))
+                     report=hook_reporter(run), spec=run.spec)
         run.accelerator.wait_for_everyone()
         return
     if not options.validation_prompt:

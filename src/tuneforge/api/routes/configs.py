@@ -54,9 +54,9 @@ def get_config(name: str, settings: SettingsDep, _: Viewer) -> Json:
 
 
 @router.put("/{name}")
-def replace_config(name: str, data: ConfigUpdate, settings: SettingsDep, _: Editor) -> Json:
+def replace_config(name: str, data: ConfigUpdate, settings: SettingsDep, editor: Editor) -> Json:
     """Validate and replace the config (422 with per-field errors); the previous file is kept as a backup."""
-    return configs.replace_config(settings, name, data)
+    return configs.replace_config(settings, name, data, editor)
 
 
 @router.delete("/{name}")

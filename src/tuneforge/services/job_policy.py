@@ -1,10 +1,11 @@
-"""What a job may touch on this machine: the one rule for every path a config names.
+"""What a job may touch and run on this machine: the one rule for every path a config names, and the hooks.
 
 A job reads its base model, datasets, references, resume checkpoint and accelerate file only inside the read roots
 (`TUNEFORGE_READ_ROOTS`, default the workspace and the datasets root) or the write roots, and writes its output and
 caches only inside the write roots (`TUNEFORGE_WRITE_ROOTS`, default the workspace). Paths are compared after
 resolving symbolic links, so a link inside a root that points out of it does not count as inside. The server applies
-this to every job; `tuneforge train`, run by a person in a shell, acts as that person (`PathPolicy.unrestricted`).
+this to every job; `tuneforge train`, run by a person in a shell, acts as that person (`JobPolicy.unrestricted`).
+Hook programs run only from the admin's hooks folder (`options.hooks`).
 """
 
 from __future__ import annotations
@@ -14,24 +15,30 @@ from pathlib import Path
 from typing import Literal
 
 from tuneforge.errors import FieldError
+from tuneforge.options.hooks import hook_problem
 from tuneforge.settings import Settings
 
 Access = Literal["read", "write"]
 
 
 @dataclass(frozen=True)
-class PathPolicy:
+class JobPolicy:
     read_roots: tuple[Path, ...]
     write_roots: tuple[Path, ...]
+    hooks_dir: Path | None = None
     confined: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PathPolicy:
-        return cls(settings.job_read_roots, settings.job_write_roots)
+    def from_settings(cls, settings: Settings) -> JobPolicy:
+        return cls(settings.job_read_roots, settings.job_write_roots, settings.hooks_dir)
 
     @classmethod
-    def unrestricted(cls) -> PathPolicy:
+    def unrestricted(cls) -> JobPolicy:
         return cls((), (), confined=False)
+
+    def hook_problem(self, command: str, field: str) -> FieldError | None:
+        problem = hook_problem(command, self.hooks_dir) if self.confined else None
+        return FieldError(field, problem) if problem else None
 
     def allows(self, path: Path, access: Access) -> bool:
         if not self.confined:
