@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     login_max_failures_per_client: int = Field(20, ge=1)
     login_window_seconds: int = Field(15 * 60, ge=1)
     max_upload_bytes: int = Field(20 * 1024**3, ge=1)
+    max_body_bytes: int = Field(2 * 1024**2, ge=1024)  # every request body but uploads
     # Zip uploads are checked against these before anything is extracted.
     zip_max_entries: int = Field(100_000, ge=1)
     zip_max_uncompressed_bytes: int = Field(100 * 1024**3, ge=1)

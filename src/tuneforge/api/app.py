@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 from tuneforge import __version__, workspace
 from tuneforge.api import errors
 from tuneforge.api.deps import authenticate
+from tuneforge.api.limits import BodyLimit
 from tuneforge.api.routes import auth, configs, datasets, jobs, system, users
 from tuneforge.api.routes import training as training_routes
 from tuneforge.db.engine import make_engine, make_session_factory
@@ -69,6 +70,7 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(authenticate)],
     )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory

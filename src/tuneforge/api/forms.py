@@ -8,41 +8,23 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.types import Message
 
-from tuneforge.errors import BadRequest, TooLarge
+from tuneforge.errors import BadRequest
 
-MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_FIELDS = 2000
-_TOO_LARGE = f"Form body over {MAX_BODY_BYTES // 1024} KiB: send options, not files"
 
 
 async def read_fields(request: Request) -> dict[str, Any]:
     """The submitted fields as a dict (the last value wins when a name repeats); file parts are refused."""
     content_type = request.headers.get("content-type", "").lower()
-    body = await _read_body(request)
+    body = await request.body()  # bounded by the app's BodyLimit
     if content_type.startswith("application/json"):
         return _json_object(body)
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await _replay(request, body).form(max_fields=MAX_FIELDS, max_files=0, max_part_size=MAX_BODY_BYTES)
+        form = await _replay(request, body).form(max_fields=MAX_FIELDS, max_files=0, max_part_size=len(body) + 1)
         return dict(form.multi_items())  # max_files=0: a file part is already a 400
     if not body:
         return {}
     raise BadRequest("Send a multipart form (-F), a url-encoded form or a JSON object")
-
-
-async def _read_body(request: Request) -> bytes:
-    """The whole body, refused past MAX_BODY_BYTES as it arrives: a chunked body declares no length."""
-    declared = request.headers.get("content-length")
-    if declared is not None and not declared.strip().isdigit():
-        raise BadRequest(f"Content-Length {declared!r} is not a number")
-    if declared is not None and int(declared) > MAX_BODY_BYTES:
-        raise TooLarge(_TOO_LARGE)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise TooLarge(_TOO_LARGE)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _replay(request: Request, body: bytes) -> Request:
@@ -60,6 +42,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest("Malformed JSON body: send valid JSON") from exc
+    except RecursionError as exc:
+        raise BadRequest("JSON body nested too deeply: send a flat object of options") from exc
     if not isinstance(data, dict):
         raise BadRequest("The JSON body must be an object of options")
     return data

@@ -41,6 +41,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+MAX_ID = 2**31 - 1  # integer ids are 32-bit in PostgreSQL: anything larger names no row
+
+
+def fits_id(value: int) -> bool:
+    """Whether `value` can be an id at all (a larger one would be a database error, not a missing row)."""
+    return 1 <= value <= MAX_ID
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tuneforge.db.models import ApiKey, User
+from tuneforge.db.models import ApiKey, User, fits_id
 from tuneforge.errors import NotFound
 from tuneforge.schemas.users import ApiKeyCreate, ApiKeyPublic
 from tuneforge.services.secrets import digest, looks_like_api_key, new_api_key
@@ -39,7 +39,7 @@ def list_for(db: Session, user_id: int) -> list[ApiKey]:
 
 
 def revoke(db: Session, user_id: int, key_id: int) -> None:
-    row = db.get(ApiKey, key_id)
+    row = db.get(ApiKey, key_id) if fits_id(key_id) else None
     if row is None or row.user_id != user_id or row.revoked_at is not None:
         raise NotFound(f"API key {key_id} not found")
     row.revoked_at = datetime.now(UTC)

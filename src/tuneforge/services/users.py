@@ -6,7 +6,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tuneforge.db.models import User
+from tuneforge.db.models import User, fits_id
 from tuneforge.errors import Conflict, FieldError, NotFound
 from tuneforge.schemas.users import UserCreate, UserPublic, UserUpdate
 from tuneforge.services import sessions
@@ -61,7 +61,7 @@ def _ensure_unique(db: Session, username: str, email: str, exclude_id: int | Non
 
 
 def get(db: Session, user_id: int) -> User:
-    user = db.get(User, user_id)
+    user = db.get(User, user_id) if fits_id(user_id) else None
     if user is None:
         raise NotFound(f"User {user_id} not found")
     return user
