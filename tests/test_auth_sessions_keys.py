@@ -43,6 +43,21 @@ def test_logout_ends_the_session(admin_client, anonymous):
     assert anonymous.get("/api/cloud/auth/me").status_code == 401
 
 
+def test_forged_and_tampered_session_tokens_are_refused(app, admin_client, anonymous):
+    login(anonymous)
+    token = anonymous.cookies.get("tuneforge_session")
+    user_id, epoch, expires, nonce, mac = token.split(".")
+    later = str(int(expires) + 10**6)
+    forged = [f"{user_id}.{epoch}.{later}.{nonce}.{mac}", f"{int(user_id) + 1}.{epoch}.{expires}.{nonce}.{mac}",
+              f"{user_id}.{epoch}.{expires}.{nonce}.", "not-a-token", "1.0.99999999999.x." + "A" * 43, token + "x"]
+    for value in forged:
+        anonymous.cookies.clear()
+        anonymous.cookies.set("tuneforge_session", value, domain="localhost.local")
+        assert anonymous.get("/api/cloud/auth/me").status_code == 401, value
+    anonymous.cookies.set("tuneforge_session", token, domain="localhost.local")
+    assert anonymous.get("/api/cloud/auth/me").status_code == 200
+
+
 def test_password_change_ends_sessions(admin_client, anonymous):
     login(anonymous)
     token = anonymous.cookies.get("tuneforge_session")
@@ -103,6 +118,21 @@ def test_api_key_shown_once_and_usable(admin_client, anonymous):
     assert anonymous.get("/api/cloud/auth/me", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     used = [k for k in admin_client.get("/api/auth/api-keys").json()["keys"] if k["name"] == "automation-key"]
     assert used[0]["last_used_at"] is not None
+
+
+def test_key_use_is_stamped_at_most_once_a_minute(app, admin_client):
+    def stamps():
+        with app.state.engine.connect() as conn:
+            return conn.execute(text("SELECT last_used_at FROM api_keys")).scalars().all()
+
+    admin_client.get("/api/cloud/auth/me")
+    first = stamps()
+    admin_client.get("/api/cloud/auth/me")
+    assert stamps() == first and first[0] is not None
+    with app.state.engine.begin() as conn:
+        conn.execute(update(ApiKey).values(last_used_at=datetime.now(UTC) - timedelta(minutes=2)))
+    admin_client.get("/api/cloud/auth/me")
+    assert stamps() != first
 
 
 def test_keys_not_recoverable_from_database(app, admin_client):

@@ -185,6 +185,10 @@ def test_classify_out_of_memory_and_invalid():
     assert classify(torch.OutOfMemoryError())[0] == runfolder.OUT_OF_MEMORY == 5
     assert classify(Invalid("bad value"))[0] == runfolder.INVALID_CONFIG
     assert classify(RuntimeError("boom")) == (runfolder.FAILED, "Training failed")
+    wrapped = RuntimeError("could not save")
+    wrapped.__cause__ = OSError(28, "No space left on device")
+    assert classify(wrapped)[0] == classify(RuntimeError("I/O error: No space left on device (os error 28)"))[0] == (
+        runfolder.NO_SPACE)
 
 
 def test_a_server_job_runs_only_programs_of_its_hooks_folder(tmp_path, tiny_pixart):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,12 +16,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import BigInteger, text
 from tests.webhook_receiver import Receiver
 
+from engine_helpers import make_spec, write_images, write_run_dir
 from tuneforge import runfolder
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import migrate, upgrade_to_head
 from tuneforge.db.models import Job, WebhookDelivery
 from tuneforge.events import make
-from tuneforge.scheduler.monitor import LOST, LOST_BEFORE_LAUNCH, MAX_READ, Monitor, _decide
+from tuneforge.scheduler.monitor import KILLED, LOST, LOST_BEFORE_LAUNCH, MAX_READ, OOM_KILLED, Monitor, _decide
 from tuneforge.scheduler.outbox import Outbox
 from tuneforge.services import job_events, jobs, steering
 from tuneforge.services.notify import EventBus
@@ -270,13 +272,58 @@ def test_an_over_long_event_line_is_stored_truncated_and_skipped(session_factory
     (runfolder.STOPPED, "stop", None, None, True, ("stopped", "stopped by request")),
     (runfolder.CANCELLED, "cancel", None, None, True, ("cancelled", "cancelled by request")),
     (-signal.SIGTERM, "cancel", None, None, True, ("cancelled", "cancelled by request")),
-    (-signal.SIGKILL, None, None, None, True, ("failed", "the trainer was killed by SIGKILL")),
+    (-signal.SIGKILL, None, None, None, True, ("failed", KILLED)),
     (-40, None, None, None, True, ("failed", "the trainer was killed by signal 40")),  # a real-time signal
     (runfolder.OUT_OF_MEMORY, None, None, "CUDA out of memory", True, ("failed", "out_of_memory: CUDA out of memory")),
     (77, None, None, None, True, ("failed", "exit code 77")),
 ])
 def test_decide(exit_code, requested, last_status, last_error, launched, expected):
     assert _decide(exit_code, requested, last_status, last_error, launched=launched) == expected
+
+
+def test_a_trainer_killed_by_the_out_of_memory_killer_says_so(session_factory, tmp_path, memory_cgroup,
+                                                             tiny_pixart):
+    """A real out-of-memory kill: the trainer the monitor launched is moved into a cgroup limited to 32 MiB and
+    dies loading torch; its job's reason says what happened, not just "SIGKILL"."""
+    run_dir = tmp_path / "runs" / "job1"
+    write_run_dir(run_dir.parent, make_spec(tmp_path, tiny_pixart, write_images(tmp_path / "data", 1)))
+    (run_dir.parent / "run").rename(run_dir)
+    with session_factory() as db:
+        jobs.create(db, job_id="job1", owner=LOCAL_ADMIN, env_name=None, config={}, run_dir=str(run_dir),
+                    output_dir=str(tmp_path / "out"), num_processes=1)
+        db.commit()
+    monitor = Monitor(session_factory, tmp_path, Outbox(session_factory, b"k"))
+    monitor.tick()
+    process = monitor.children["job1"]
+    (memory_cgroup / "cgroup.procs").write_text(str(process.pid))
+    assert process.wait(timeout=120) == -signal.SIGKILL
+    monitor.tick()
+    job = _job_row(session_factory, "job1")
+    assert (job.state, job.reason) == ("failed", OOM_KILLED)
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A cgroup (v2, else v1) whose processes may use 32 MiB; needs root, as on the CI machine."""
+    v2 = Path("/sys/fs/cgroup")
+    group, limits = (v2 / f"tuneforge-oom-{os.getpid()}", {"memory.max": 32 << 20, "memory.swap.max": 0})
+    if not (v2 / "cgroup.controllers").is_file():
+        group = v2 / "memory" / f"tuneforge-oom-{os.getpid()}"
+        limits = {"memory.limit_in_bytes": 32 << 20, "memory.memsw.limit_in_bytes": 32 << 20}
+    try:
+        group.mkdir()
+        for name, value in limits.items():
+            if (group / name).exists():
+                (group / name).write_text(str(value))
+    except OSError as exc:
+        pytest.skip(f"cannot make a memory-limited cgroup here (needs root): {exc}")
+    yield group
+    for _ in range(50):
+        try:
+            group.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def test_a_live_job_with_a_broken_webhook_entry_is_stored_and_finished(session_factory, tmp_path):

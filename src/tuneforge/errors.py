@@ -51,6 +51,10 @@ class TooLarge(TuneforgeError):
     """The request body or an uploaded file is over a configured limit."""
 
 
+class StorageFull(TuneforgeError):
+    """The server could not store what the request sent: its disk (or quota) is full. Nothing was kept."""
+
+
 class Invalid(TuneforgeError):
     """Well-formed but semantically invalid input (per-field errors attached)."""
 

@@ -24,6 +24,7 @@ from tuneforge.scheduler.runner import Scheduler
 from tuneforge.services import submission
 from tuneforge.services.datasets import uploads
 from tuneforge.services.principal import LOCAL_ADMIN
+from tuneforge.services.secrets import stored_key
 from tuneforge.settings import Settings
 
 log = logging.getLogger("tuneforge")
@@ -74,6 +75,7 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory
+    app.state.session_key = stored_key(settings.state_dir / "session_key")
     errors.install(app)
     app.include_router(system.router)
     app.include_router(auth.router, prefix="/api/cloud/auth")

@@ -40,7 +40,12 @@ def get_db(conn: HTTPConnection) -> Iterator[Session]:
         yield db
 
 
+def get_session_key(conn: HTTPConnection) -> bytes:
+    return conn.app.state.session_key
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionKey = Annotated[bytes, Depends(get_session_key)]
 DbSession = Annotated[Session, Depends(get_db)]
 
 
@@ -129,11 +134,10 @@ def _resolve(conn: HTTPConnection, db: Session, local: bool) -> Principal | None
         user = api_keys.resolve(db, key)
         if user is None:
             raise NotAuthenticated("Invalid, revoked or expired API key")
-        db.commit()  # keeps last_used_at
         return Principal(user.id, user.username, permissions_for(user.levels), "api_key")
     token = conn.cookies.get(sessions.COOKIE_NAME)
     if token:
-        user = sessions.resolve(db, token)
+        user = sessions.resolve(db, conn.app.state.session_key, token)
         if user is not None:
             return Principal(user.id, user.username, permissions_for(user.levels), "session")
     if local and not setup_complete(conn, db):

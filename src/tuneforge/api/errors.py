@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneforge import errors
@@ -22,7 +23,9 @@ STATUS: dict[type[errors.TuneforgeError], int] = {
     errors.TooLarge: 413,
     errors.Invalid: 422,
     errors.RateLimited: 429,
+    errors.StorageFull: 507,
 }
+DISK_FULL = "The server's disk is full, so nothing was saved: free space on it and try again"
 
 
 def status_for(exc: errors.TuneforgeError) -> int:
@@ -71,6 +74,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A write the database refused: a full disk (SQLite says so in words, PostgreSQL with SQLSTATE 53100), or a
+    database that is locked or gone for a moment."""
+    assert isinstance(exc, OperationalError)
+    if "disk is full" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "53100":
+        return JSONResponse(error_body(DISK_FULL), status_code=507)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+    return JSONResponse(error_body("The database is busy or unavailable: try again shortly"), status_code=503,
+                        headers={"Retry-After": "5"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
     return JSONResponse(error_body("Internal server error"), status_code=500)
@@ -80,4 +94,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.TuneforgeError, _tuneforge_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

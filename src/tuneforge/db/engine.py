@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("tuneforge.db")
 
 
 def make_engine(url: str) -> Engine:
@@ -31,3 +35,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def commit_if_possible(db: Session) -> bool:
+    """Commit what is worth keeping but not worth failing a request for (a full disk refuses every write)."""
+    try:
+        db.commit()
+        return True
+    except OperationalError as exc:
+        db.rollback()
+        log.warning("could not write to the database, carrying on without it: %s", exc.orig)
+        return False

@@ -65,23 +65,25 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Session tokens carry the epoch they were issued in: raising it ends them all.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="user", cascade="all, delete-orphan")
-    sessions: Mapped[list[AuthSession]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    revoked_sessions: Mapped[list[RevokedSession]] = relationship(back_populates="user",
+                                                                  cascade="all, delete-orphan")
 
 
-class AuthSession(Base):
-    """A login session; the cookie holds a random token, the table only its SHA-256."""
+class RevokedSession(Base):
+    """A session token logged out before it expired (the table keeps only its SHA-256, until it expires)."""
 
-    __tablename__ = "auth_sessions"
+    __tablename__ = "revoked_sessions"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    user: Mapped[User] = relationship(back_populates="sessions")
+    user: Mapped[User] = relationship(back_populates="revoked_sessions")
 
 
 class ApiKey(Base):

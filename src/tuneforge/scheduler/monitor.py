@@ -30,6 +30,8 @@ COMMIT_EVERY = 200  # events per transaction
 CANCEL_GRACE = timedelta(seconds=10)
 LOST = "lost: the trainer ended without reporting a final status (killed, or the machine restarted)"
 LOST_BEFORE_LAUNCH = "lost before launch: the server stopped while starting the trainer; start the job again"
+KILLED = "the trainer was killed by SIGKILL (not by tuneforge; `dmesg` tells whether it ran out of memory)"
+OOM_KILLED = "out_of_memory: the kernel's out-of-memory killer ended the trainer (the machine ran out of memory)"
 
 
 class Monitor:
@@ -39,6 +41,7 @@ class Monitor:
         self.outbox = outbox
         self.children: dict[str, subprocess.Popen] = {}
         self.signalled: set[str] = set()
+        self.oom_kills_at_launch: dict[str, int | None] = {}
 
     def adopt_all(self) -> None:
         """At start-up: keep watching trainers that outlived the previous server; close out the rest, after
@@ -85,6 +88,7 @@ class Monitor:
             db.commit()
             return True
         self.children[queued.id] = process
+        self.oom_kills_at_launch[queued.id] = launcher.oom_kills()
         queued.pid, queued.pid_started_at = process.pid, launcher.started_at(process.pid)
         db.commit()
         return True
@@ -156,11 +160,19 @@ class Monitor:
 
     def _finish(self, db: Session, job: Job, exit_code: int | None) -> None:
         state, reason = _decide(exit_code, job.requested, _last_trainer_status(db, job.id), _last_error(db, job.id),
-                                launched=job.pid is not None)
+                                launched=job.pid is not None, oom_killed=self._oom_killed(job.id, exit_code))
         log_tail = self.outbox.redact(job, runfolder.tail(Path(job.run_dir) / runfolder.LOG_FILE))
         jobs.transition(db, job.id, state, reason=reason, exit_code=exit_code, log_tail=log_tail)
         db.commit()
         self.signalled.discard(job.id)
+        self.oom_kills_at_launch.pop(job.id, None)
+
+    def _oom_killed(self, job_id: str, exit_code: int | None) -> bool:
+        """A SIGKILL we did not send while the kernel's out-of-memory killer was at work (its count rose)."""
+        before = self.oom_kills_at_launch.get(job_id)
+        if exit_code != -signal.SIGKILL or before is None:
+            return False
+        return (launcher.oom_kills() or 0) > before
 
 
 def _find_newline(path: Path, start: int, block: int = 1024 * 1024) -> int | None:
@@ -206,7 +218,7 @@ def _last_error(db: Session, job_id: str) -> str | None:
 
 
 def _decide(exit_code: int | None, requested: str | None, last_status: str | None,
-            last_error: str | None, launched: bool = True) -> tuple[str, str | None]:
+            last_error: str | None, launched: bool = True, oom_killed: bool = False) -> tuple[str, str | None]:
     """The final state from the exit code (if we are the parent) or else the trainer's last status."""
     if exit_code is None:
         if last_status in jobs.FINAL:
@@ -220,6 +232,10 @@ def _decide(exit_code: int | None, requested: str | None, last_status: str | Non
         return "stopped", "stopped by request"
     if exit_code == runfolder.CANCELLED or (exit_code < 0 and requested == "cancel"):
         return "cancelled", "cancelled by request"
+    if oom_killed:
+        return "failed", OOM_KILLED
+    if exit_code == -signal.SIGKILL:
+        return "failed", KILLED
     if exit_code < 0:
         return "failed", f"the trainer was killed by {_signal_name(-exit_code)}"
     label = runfolder.EXIT_NAMES.get(exit_code, f"exit code {exit_code}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +13,7 @@ from tuneforge.scheduler.monitor import Monitor
 from tuneforge.scheduler.outbox import Outbox
 from tuneforge.services import jobs
 from tuneforge.services.notify import EventBus
+from tuneforge.services.secrets import stored_key
 
 log = logging.getLogger("tuneforge.scheduler")
 TICK_SECONDS = 0.25
@@ -84,9 +83,4 @@ class Scheduler:
 
 def _signing_key(state_dir: Path) -> bytes:
     """The HMAC key for webhooks without their own auth_token, kept in `.tuneforge/webhook_secret`."""
-    path = state_dir / "webhook_secret"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    return stored_key(state_dir / "webhook_secret")

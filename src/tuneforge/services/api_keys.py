@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tuneforge.db.engine import commit_if_possible
 from tuneforge.db.models import ApiKey, User, fits_id
 from tuneforge.errors import NotFound
 from tuneforge.schemas.users import ApiKeyCreate, ApiKeyPublic
 from tuneforge.services.secrets import digest, looks_like_api_key, new_api_key
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def to_public(key: ApiKey) -> ApiKeyPublic:
@@ -46,7 +49,8 @@ def revoke(db: Session, user_id: int, key_id: int) -> None:
 
 
 def resolve(db: Session, key: str) -> User | None:
-    """The active user owning a valid key, stamping `last_used_at`; None for anything else."""
+    """The active user owning a valid key, stamping `last_used_at` (at most once a minute, so most requests write
+    nothing, and never failing the request for it: a full disk still serves reads); None for anything else."""
     if not looks_like_api_key(key):
         return None
     row = db.scalars(select(ApiKey).where(ApiKey.key_hash == digest(key))).first()
@@ -55,5 +59,7 @@ def resolve(db: Session, key: str) -> User | None:
         return None
     if not row.user.is_active:
         return None
-    row.last_used_at = now
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now
+        commit_if_possible(db)
     return row.user

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import string
+from pathlib import Path
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 API_KEY_PREFIX = "st_"
@@ -29,3 +31,15 @@ def digest(value: str) -> str:
 
 def same(a: str, b: str) -> bool:
     return secrets.compare_digest(a.encode(), b.encode())
+
+
+def stored_key(path: Path) -> bytes:
+    """A server secret kept in a file of its own (0600), made on first use; several processes may race to make it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

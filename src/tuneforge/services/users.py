@@ -92,7 +92,7 @@ def update(db: Session, user: User, data: UserUpdate) -> User:
     if data.is_active is False and user.is_active:
         _ensure_not_last_admin(db, user)
         user.is_active = False
-        sessions.revoke_all(db, user.id)
+        sessions.revoke_all(user)
     elif data.is_active:
         user.is_active = True
     if data.password is not None:
@@ -105,7 +105,7 @@ def set_password(db: Session, user: User, password: str) -> None:
     """A new password ends every session of the user."""
     check_strength(password)
     user.password_hash = hash_password(password)
-    sessions.revoke_all(db, user.id)
+    sessions.revoke_all(user)
 
 
 def delete(db: Session, user: User) -> None:

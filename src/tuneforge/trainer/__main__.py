@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -23,11 +24,18 @@ def classify(exc: BaseException) -> tuple[int, str]:
 
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return runfolder.OUT_OF_MEMORY, "Out of memory"
-    if _caused_by(exc, lambda e: isinstance(e, OSError) and e.errno == errno.ENOSPC):
+    if _caused_by(exc, _is_no_space):
         return runfolder.NO_SPACE, "No space left on the device"
     if isinstance(exc, Invalid | ModelLoadError | DatasetError | ResumeError):
         return runfolder.INVALID_CONFIG, "Invalid configuration"
     return runfolder.FAILED, "Training failed"
+
+
+def _is_no_space(exc: BaseException) -> bool:
+    """ENOSPC, also as libraries written in Rust or C++ report it (safetensors: "... (os error 28)")."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return "No space left on device" in str(exc)
 
 
 def _caused_by(exc: BaseException | None, test) -> bool:
@@ -63,8 +71,8 @@ def main(run_dir: Path, events=None) -> int:
 
     run_dir = Path(run_dir)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    if rank0:
-        (run_dir / runfolder.PID_FILE).write_text(f"{os.getpid()}\n")
+    if rank0 and (code := _write_pid(run_dir)) is not None:
+        return code
     if events is None:
         events = EventWriter(run_dir / runfolder.EVENTS_FILE, enabled=rank0)
         # stdout and stderr are the run's trainer.log when the server launched us
@@ -88,12 +96,43 @@ def main(run_dir: Path, events=None) -> int:
             code, title = runfolder.CANCELLED, "Interrupted"
         else:
             code, title = classify(exc)
-        tail = "".join(traceback.format_exception(exc))[-4000:]
-        message = (str(exc) or exc.__class__.__name__)[:1000]
+        _report_end(events, exc, code, title)
+        return code
+
+
+def _write_pid(run_dir: Path) -> int | None:
+    """None when written; else the exit code of a run that cannot even start (a full disk)."""
+    try:
+        (run_dir / runfolder.PID_FILE).write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"cannot write {run_dir / runfolder.PID_FILE}: {exc}\n")
+        return runfolder.NO_SPACE if exc.errno == errno.ENOSPC else runfolder.FAILED
+    return None
+
+
+def _report_end(events, exc: BaseException, code: int, title: str) -> None:
+    """Say how the run ended. On a full disk the report itself may not fit: the exit code still says it."""
+    tail = "".join(traceback.format_exception(exc))[-4000:]
+    message = (str(exc) or exc.__class__.__name__)[:1000]
+    try:
         events.error(title, message, exception=exc.__class__.__name__, traceback=tail, exit_code=code)
         events.status("cancelled" if code == runfolder.CANCELLED else "failed", message, severity="error",
                       exit_code=code)
-        return code
+    except OSError as report_error:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"{title}: {message} (and the report could not be written: {report_error})\n")
+
+
+def _exit(code: int) -> None:
+    """Exit with `code`. Output that a full disk refused stays buffered, and Python's last flush would turn the exit
+    code into 120: such output is dropped instead."""
+    for name in ("stdout", "stderr"):
+        try:
+            getattr(sys, name).flush()
+        except OSError:
+            setattr(sys, name, open(os.devnull, "w"))
+    sys.exit(code)
 
 
 if __name__ == "__main__":
@@ -104,4 +143,4 @@ if __name__ == "__main__":
     # The outcome is decided and reported. Python restores the default SIGTERM action while it shuts down, so the
     # server's cancel signal arriving now would replace our exit code with "killed by SIGTERM".
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sys.exit(code)
+    _exit(code)

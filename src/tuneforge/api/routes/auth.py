@@ -14,6 +14,7 @@ from tuneforge.api.deps import (
     DbSession,
     IsLocal,
     Requires,
+    SessionKey,
     SettingsDep,
     public,
 )
@@ -76,6 +77,7 @@ def first_admin(
     response: Response,
     db: DbSession,
     settings: SettingsDep,
+    key: SessionKey,
     local: IsLocal,
     x_setup_token: Annotated[str | None, Header(max_length=200)] = None,
 ) -> UserEnvelope:
@@ -87,8 +89,7 @@ def first_admin(
             )
     user = setup.create_first_admin(db, data)
     setup.discard_setup_token(settings.state_dir)
-    token = sessions.start(db, user, timedelta(hours=settings.session_hours))
-    db.commit()
+    token = sessions.start(key, user, timedelta(hours=settings.session_hours))
     _set_session_cookie(response, request, token, None)
     return UserEnvelope(user=users.to_public(user))
 
@@ -101,6 +102,7 @@ def login(
     response: Response,
     db: DbSession,
     settings: SettingsDep,
+    key: SessionKey,
     address: ClientAddress,
 ) -> UserEnvelope:
     login_name = (data.username or data.email or "").strip().lower()
@@ -116,24 +118,21 @@ def login(
     user = users.find_by_login(db, login_name)
     valid = verify_password(user.password_hash if user else DUMMY_HASH, data.password)
     if user is None or not valid or not user.is_active:
-        throttle.record_failure(db, [account_scope, client_scope])
-        throttle.prune(db, window)
-        db.commit()
+        throttle.record_failure(db, [account_scope, client_scope], window)
         raise NotAuthenticated("Invalid username or password")
     throttle.clear(db, account_scope)
-    user.last_login_at = sessions.now()
     lifetime = timedelta(hours=settings.session_hours) if data.remember_me else timedelta(hours=24)
-    token = sessions.start(db, user, lifetime)
-    db.commit()
+    token = sessions.log_in(db, key, user, lifetime)
     _set_session_cookie(response, request, token, lifetime if data.remember_me else None)
     return UserEnvelope(user=users.to_public(user))
 
 
 @router.post("/logout", response_model=Message)
-def logout(request: Request, response: Response, db: DbSession, principal: CurrentPrincipal) -> Message:
+def logout(request: Request, response: Response, db: DbSession, key: SessionKey,
+           principal: CurrentPrincipal) -> Message:
     token = request.cookies.get(sessions.COOKIE_NAME)
     if token:
-        sessions.end(db, token)
+        sessions.end(db, key, token)
         db.commit()
     response.delete_cookie(sessions.COOKIE_NAME, path="/")
     return Message(message="Logged out")

@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from tuneforge.api.deps import Requires, SettingsDep
 from tuneforge.api.forms import FormFields
-from tuneforge.errors import BadRequest, TooLarge
+from tuneforge.errors import BadRequest, StorageFull, TooLarge
 from tuneforge.services import datasets
 from tuneforge.services.datasets.multipart import FormStream
 from tuneforge.services.datasets.paths import is_disk_full
@@ -161,7 +161,7 @@ async def _receive(request: Request, settings: Settings, *, zip_mode: bool) -> d
         return await run_in_threadpool(session.finish)
     except OSError as exc:
         if is_disk_full(exc):
-            raise TooLarge("The disk holding the datasets root is full: free space and upload again") from exc
+            raise StorageFull("The disk holding the datasets root is full: free space and upload again") from exc
         raise
     finally:
         with anyio.CancelScope(shield=True):  # temporaries go even when the request is cancelled

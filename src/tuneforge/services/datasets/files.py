@@ -237,7 +237,7 @@ def store(
 def refusal(exc: UnsafeName | OSError) -> str:
     """Why one file was not stored: its name, or the filesystem's answer (a path over PATH_MAX, a permission).
 
-    A full disk is every file's problem, not this one's: it is raised again, to end the request with a 413.
+    A full disk is every file's problem, not this one's: it is raised again, to end the whole request.
     """
     if isinstance(exc, OSError):
         if is_disk_full(exc):

@@ -159,5 +159,5 @@ def ensure_subfolder(target: Path, parts: list[str]) -> Path:
 
 
 def is_disk_full(exc: OSError) -> bool:
-    """A full disk or quota is the whole request's problem (413), not one file's."""
+    """A full disk or quota is the whole request's problem (507), not one file's."""
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
