@@ -191,3 +191,27 @@ def test_registration_off_by_default_and_admin_switch(admin_client, anonymous, m
     created = anonymous.post("/api/auth/register", json=body)
     assert created.status_code == 201 and created.json()["user"]["level_names"] == ["viewer"]
     assert anonymous.get("/api/auth/setup/status").json()["registration_enabled"] is True
+
+
+def test_migration_0005_ends_old_sessions_and_keeps_users_and_keys(tmp_path):
+    from tuneforge.db.engine import make_engine
+    from tuneforge.db.migrate import migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine, "0004")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, username, email, password_hash, levels, is_active, created_at, "
+                          "updated_at) VALUES (1, 'ann', 'ann@example.com', 'x', '[]', 1, :t, :t)"), {"t": now})
+        conn.execute(text("INSERT INTO api_keys (user_id, name, key_prefix, key_hash, created_at) "
+                          "VALUES (1, 'k', 'st_abcd', 'h', :t)"), {"t": now})
+        conn.execute(text("INSERT INTO auth_sessions (token_hash, user_id, created_at, expires_at) "
+                          "VALUES ('old', 1, :t, :t)"), {"t": now + timedelta(days=1)})
+    migrate(engine, "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT session_epoch FROM users")).scalars().all() == [0]
+        assert conn.execute(text("SELECT count(*) FROM revoked_sessions")).scalar() == 0
+    migrate(engine, "0004", down=True)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 1, "a downgrade keeps the keys"
+    engine.dispose()

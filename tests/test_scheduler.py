@@ -391,7 +391,7 @@ def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(tmp_path):
     migrate(engine, "0003")
     factory = make_session_factory(engine)
     job_id = _job(factory, tmp_path)
-    migrate(engine, "head")
+    migrate(engine, "0004")
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "0004"
     assert isinstance(Job.__table__.c.events_offset.type, BigInteger), "32 bits on PostgreSQL otherwise"
