@@ -99,3 +99,15 @@ def kontext_data(workspace: Path, reference_stems: list[str] | None = None) -> N
     stems = ["shoe", "lamp", "chair"]
     make_images(workspace / "datasets/kontext/edit", stems)
     make_images(workspace / "datasets/kontext/reference", reference_stems or stems, captions=False, colour=200)
+
+
+def validate_fields(workspace: Path, model: Path, **extra: str) -> dict[str, str]:
+    """The form fields of a small run that validates: two images in the workspace, the given model."""
+    make_images(workspace / "datasets/ok", ["one", "two"])
+    loader = [{"id": "ok", "instance_data_dir": "datasets/ok", "resolution": 64, "resolution_type": "pixel"},
+              {"id": "text", "dataset_type": "text_embeds", "default": True}]
+    (workspace / "config").mkdir(exist_ok=True)
+    (workspace / "config/loader.json").write_text(json.dumps(loader))
+    base = {"--model_family": "pixart_sigma", "--pretrained_model_name_or_path": str(model),
+            "--data_backend_config": "config/loader.json", "--max_train_steps": "2", "--num_train_epochs": "0"}
+    return base | extra

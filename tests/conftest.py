@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from tuneforge.api.app import create_app
+from tuneforge.db.engine import make_engine, make_session_factory
+from tuneforge.db.migrate import upgrade_to_head
 from tuneforge.settings import Settings
 
 ADMIN = {"email": "admin@example.com", "username": "admin", "password": "your-secure-password"}
@@ -32,10 +34,21 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(workspace: Path, tmp_path_factory) -> Settings:
     """The tests' server lets jobs read and write this test session's temporary folders (its tiny models live
-    there): as an admin who sets TUNEFORGE_READ_ROOTS / TUNEFORGE_WRITE_ROOTS would. The path policy's own tests
-    make settings with the default roots."""
+    there) and send webhooks to loopback (the test receivers): as an admin who sets TUNEFORGE_READ_ROOTS,
+    TUNEFORGE_WRITE_ROOTS and TUNEFORGE_WEBHOOK_ALLOWED_NETWORKS would. The policies' own tests make settings
+    with the defaults."""
     temporary = tmp_path_factory.getbasetemp()
-    return Settings(workspace=workspace, read_roots=[temporary], write_roots=[temporary])
+    return Settings(workspace=workspace, read_roots=[temporary], write_roots=[temporary],
+                    webhook_allowed_networks=["127.0.0.0/8"])
+
+
+@pytest.fixture
+def session_factory(tmp_path: Path):
+    """The real database layer on a SQLite file, migrated, without the app."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    upgrade_to_head(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture

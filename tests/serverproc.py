@@ -25,9 +25,11 @@ def _session_temp(workspace: Path) -> Path:
 def start_server(workspace: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> ServerProcess:
     """The server on a free port, healthy; its log beside the workspace; `env` is added to this process's env."""
     port = free_port()
-    # Jobs may touch this test session's temporary folders (the tiny models, outputs beside the workspace).
+    # Jobs may touch this test session's temporary folders (the tiny models, outputs beside the workspace) and
+    # send webhooks to the test receivers on loopback.
     temporary = str(_session_temp(workspace))
-    roots = {"TUNEFORGE_READ_ROOTS": temporary, "TUNEFORGE_WRITE_ROOTS": temporary}
+    roots = {"TUNEFORGE_READ_ROOTS": temporary, "TUNEFORGE_WRITE_ROOTS": temporary,
+             "TUNEFORGE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
     server = spawn(workspace, port, *args, env={**os.environ, "HF_HUB_OFFLINE": "1", **roots, **(env or {})},
                    log_path=workspace.parent / f"server-{port}.log")
     try:

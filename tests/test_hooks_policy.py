@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from configs_support import make_images
+from configs_support import validate_fields
 from tuneforge.settings import Settings
 
 
@@ -30,13 +29,7 @@ def settings(workspace: Path, tmp_path_factory, hooks: Path) -> Settings:
 
 @pytest.fixture
 def fields(workspace: Path, tiny_pixart: Path) -> dict[str, str]:
-    make_images(workspace / "datasets/d", ["one", "two"])
-    (workspace / "config").mkdir(exist_ok=True)
-    (workspace / "config/d.json").write_text(json.dumps([
-        {"id": "d", "instance_data_dir": "datasets/d", "resolution": 64, "resolution_type": "pixel"},
-        {"id": "text", "dataset_type": "text_embeds", "default": True}]))
-    return {"--model_family": "pixart_sigma", "--pretrained_model_name_or_path": str(tiny_pixart),
-            "--data_backend_config": "config/d.json", "--max_train_steps": "2", "--num_train_epochs": "0"}
+    return validate_fields(workspace, tiny_pixart)
 
 
 def test_only_executables_of_the_hooks_folder_are_accepted(admin_client, fields, hooks):

@@ -10,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from configs_support import make_images
+from configs_support import validate_fields as fields
 from tuneforge.api.app import create_app
 from tuneforge.services.job_policy import JobPolicy
 from tuneforge.services.validation import validate
@@ -22,17 +23,6 @@ def confined(workspace: Path):
     settings = Settings(workspace=workspace)
     with TestClient(create_app(settings), base_url="http://localhost:8001", client=("127.0.0.1", 5000)) as client:
         yield settings, client
-
-
-def fields(workspace: Path, model: Path, **extra: str) -> dict[str, str]:
-    make_images(workspace / "datasets/ok", ["one", "two"])
-    loader = [{"id": "ok", "instance_data_dir": "datasets/ok", "resolution": 64, "resolution_type": "pixel"},
-              {"id": "text", "dataset_type": "text_embeds", "default": True}]
-    (workspace / "config").mkdir(exist_ok=True)
-    (workspace / "config/loader.json").write_text(json.dumps(loader))
-    base = {"--model_family": "pixart_sigma", "--pretrained_model_name_or_path": str(model),
-            "--data_backend_config": "config/loader.json", "--max_train_steps": "2", "--num_train_epochs": "0"}
-    return base | extra
 
 
 def problems_of(response) -> dict[str, str]:

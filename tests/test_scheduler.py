@@ -1,4 +1,5 @@
-"""The scheduler's parts on real files and a real database: tailing events, webhook outbox delivery."""
+"""The scheduler's parts on real files and a real database: tailing events, judging how trainers ended,
+migrations of the jobs tables (the webhook outbox: test_webhooks.py)."""
 
 from __future__ import annotations
 
@@ -14,136 +15,49 @@ from pathlib import Path
 import pytest
 from alembic.migration import MigrationContext
 from sqlalchemy import BigInteger, text
-from tests.webhook_receiver import Receiver
 
 from engine_helpers import make_spec, write_images, write_run_dir
+from scheduler_support import add_job, ingest, job_row, stored_events, write_events
 from tuneforge import runfolder
 from tuneforge.db.engine import make_engine, make_session_factory
-from tuneforge.db.migrate import migrate, upgrade_to_head
+from tuneforge.db.migrate import migrate
 from tuneforge.db.models import Job, WebhookDelivery
 from tuneforge.events import make
 from tuneforge.scheduler.monitor import KILLED, LOST, LOST_BEFORE_LAUNCH, MAX_READ, OOM_KILLED, Monitor, _decide
 from tuneforge.scheduler.outbox import Outbox
-from tuneforge.services import job_events, jobs, steering
+from tuneforge.services import jobs, steering
 from tuneforge.services.notify import EventBus
 from tuneforge.services.principal import LOCAL_ADMIN
 
 
-@pytest.fixture
-def session_factory(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
-    upgrade_to_head(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
-def _job(session_factory, tmp_path: Path, webhooks=None, interval=None) -> str:
-    run_dir = tmp_path / "runs" / "job1"
-    run_dir.mkdir(parents=True)
-    config = {"webhook_config": webhooks, "webhook_reporting_interval": interval}
-    with session_factory() as db:
-        job = jobs.create(db, job_id="job1", owner=LOCAL_ADMIN, env_name=None, config=config,
-                          run_dir=str(run_dir), output_dir=str(tmp_path / "out"), num_processes=1)
-        jobs.transition(db, job.id, "starting")
-        db.commit()
-    return "job1"
-
-
-def _write(run_dir: Path, *events, torn: str = "") -> None:
-    with open(run_dir / "events.jsonl", "a") as handle:
-        for event in events:
-            handle.write(event.to_json() + "\n")
-        handle.write(torn)
-
-
-def _stored(session_factory, job_id):
-    with session_factory() as db:
-        return job_events.since(db, job_id, 0, 1000)
-
-
-def _ingest(monitor, session_factory, job_id):
-    with session_factory() as db:
-        return monitor._ingest(db, jobs.get(db, job_id))
-
-
 def test_tailing_is_gap_free_and_resumes_after_restart(session_factory, tmp_path):
-    job_id = _job(session_factory, tmp_path)
+    job_id = add_job(session_factory, tmp_path)
     run_dir = tmp_path / "runs" / job_id
     outbox = Outbox(session_factory, b"k")
     progress = {"step": 1, "total_steps": 4, "epoch": 1, "total_epochs": 1, "loss": 0.5}
-    _write(run_dir, make("training.status", data={"status": "running"}),
+    write_events(run_dir, make("training.status", data={"status": "running"}),
            make("training.progress", progress=progress), torn='{"type": "training.pro')
-    assert _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id) == 2
+    assert ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id) == 2
     with session_factory() as db:
         job = jobs.get(db, job_id)
         assert job.state == "running" and job.progress["step"] == 1
     # a new monitor (a restarted server) picks up at the stored offset: the torn line completes, nothing repeats
     with open(run_dir / "events.jsonl", "a") as handle:
         handle.write('gress", "timestamp": "t", "progress": ' + json.dumps({**progress, "step": 2}) + "}\n")
-    _write(run_dir, make("log.message", message="hello"))
-    assert _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id) == 2
-    events = _stored(session_factory, job_id)
+    write_events(run_dir, make("log.message", message="hello"))
+    assert ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id) == 2
+    events = stored_events(session_factory, job_id)
     assert [e["index"] for e in events] == list(range(len(events)))
     assert [e["type"] for e in events][-3:] == ["training.progress", "training.progress", "log.message"]
     assert events[-2]["progress"]["step"] == 2
 
 
 def test_garbage_lines_are_kept_as_warnings(session_factory, tmp_path):
-    job_id = _job(session_factory, tmp_path)
+    job_id = add_job(session_factory, tmp_path)
     (tmp_path / "runs" / job_id / "events.jsonl").write_text("this is not an event\n")
-    _ingest(Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")), session_factory, job_id)
-    last = _stored(session_factory, job_id)[-1]
+    ingest(Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")), session_factory, job_id)
+    last = stored_events(session_factory, job_id)[-1]
     assert last["type"] == "log.message" and last["severity"] == "warning"
-
-
-def test_outbox_retries_signs_throttles_and_redacts(session_factory, tmp_path):
-    with Receiver(fail_first=1) as receiver:
-        hooks = [{"webhook_type": "raw", "callback_url": receiver.url, "log_level": "info",
-                  "auth_token": "sekrit-token"}]
-        job_id = _job(session_factory, tmp_path, webhooks=hooks, interval=3600)
-        run_dir = tmp_path / "runs" / job_id
-        outbox = Outbox(session_factory, b"k")
-        progress = {"step": 1, "total_steps": 4, "epoch": 1, "total_epochs": 1}
-        _write(run_dir, make("training.progress", progress=progress), make("training.progress", progress=progress),
-               make("log.message", message="debug noise", severity="debug"),
-               make("training.checkpoint", message="token sekrit-token leaked"))
-        _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id)
-        with session_factory() as db:
-            assert outbox.fan_out(db) == 7, "the server's queued, starting, running and the trainer's four"
-            rows = db.query(WebhookDelivery).all()
-            assert len(rows) == 5, "second progress throttled, debug filtered"
-            assert outbox.fan_out(db) == 0, "the cursor moved past them"
-            for row in rows:  # make retries due now
-                row.next_attempt_at = row.created_at
-            db.commit()
-        for _ in range(3):
-            asyncio.run(outbox.deliver_due())
-            with session_factory() as db:
-                for row in db.query(WebhookDelivery).filter_by(status="pending"):
-                    row.next_attempt_at = row.created_at
-                db.commit()
-        accepted = receiver.accepted()
-        assert len({d.event_id for d in accepted}) == len(accepted) == 5, "each event accepted exactly once"
-        assert any(d.attempt == 2 for d in accepted), "the injected failure was retried"
-        assert all(d.signed_with(b"sekrit-token") for d in accepted)
-        assert all(d.headers.get("Authorization") == "Bearer sekrit-token" for d in accepted)
-        assert "sekrit-token" not in json.dumps(_stored(session_factory, job_id))
-
-
-def test_unreachable_receiver_backs_off(session_factory, tmp_path):
-    hooks = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/nothing-listens", "log_level": "info"}]
-    job_id = _job(session_factory, tmp_path, webhooks=hooks)
-    outbox = Outbox(session_factory, b"k")
-    _write(tmp_path / "runs" / job_id, make("training.checkpoint", message="saved"))
-    _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id)
-    started = time.monotonic()
-    assert asyncio.run(outbox.deliver_due()) == 3, "queued, starting, checkpoint"
-    assert time.monotonic() - started < 5
-    with session_factory() as db:
-        for row in db.query(WebhookDelivery):
-            assert row.status == "pending" and row.attempts == 1 and "Connect" in row.last_error
-            assert row.next_attempt_at > row.created_at
-    assert asyncio.run(outbox.deliver_due()) == 0, "not due again until the backoff passes"
 
 
 def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
@@ -170,38 +84,6 @@ def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
     engine.dispose()
 
 
-def test_one_job_with_a_broken_webhook_config_holds_up_no_other(session_factory, tmp_path):
-    with session_factory() as db:  # an old job whose stored webhook entry no longer validates
-        jobs.create(db, job_id="job0", owner=LOCAL_ADMIN, env_name=None,
-                    config={"webhook_config": [{"callback_url": "ftp://nope"}]}, run_dir=str(tmp_path),
-                    output_dir=str(tmp_path / "out0"), num_processes=1)
-        jobs.transition(db, "job0", "failed", reason="old")
-        db.commit()
-    good = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/x", "log_level": "info"}]
-    job_id = _job(session_factory, tmp_path, webhooks=good)
-    outbox = Outbox(session_factory, b"k")
-    with session_factory() as db:
-        assert outbox.fan_out(db) == 4, "job0: queued, failed; job1: queued, starting"
-        assert {row.job_id for row in db.query(WebhookDelivery)} == {job_id}
-        assert outbox.fan_out(db) == 0, "the broken job's cursor moved on too"
-
-
-def test_warnings_pass_the_progress_throttle(session_factory, tmp_path):
-    hooks = [{"webhook_type": "raw", "callback_url": "http://127.0.0.1:9/x", "log_level": "info"}]
-    job_id = _job(session_factory, tmp_path, webhooks=hooks, interval=3600)
-    progress = {"step": 1, "total_steps": 4, "epoch": 1, "total_epochs": 1}
-    _write(tmp_path / "runs" / job_id, make("training.progress", progress=progress),
-           make("log.message", message="hook exited with code 1", severity="warning"),
-           make("log.message", message="chatter"), make("log.message", message="more chatter"))
-    outbox = Outbox(session_factory, b"k")
-    _ingest(Monitor(session_factory, tmp_path, outbox), session_factory, job_id)
-    with session_factory() as db:
-        outbox.fan_out(db)
-        sent = [job_events.get(db, job_id, row.event_index) for row in db.query(WebhookDelivery)]
-    messages = [event["message"] for event in sent if event["type"] == "log.message"]
-    assert messages == ["hook exited with code 1", "chatter"], "warnings always; plain lines once per interval"
-
-
 def _dead_pid(session_factory, job_id: str) -> None:
     """Give the job the pid of a process that has exited (and a start time no reused pid can match)."""
     process = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -212,48 +94,43 @@ def _dead_pid(session_factory, job_id: str) -> None:
         db.commit()
 
 
-def _job_row(session_factory, job_id: str) -> Job:
-    with session_factory() as db:
-        return jobs.get(db, job_id)
-
-
 def _trainer_events(session_factory, job_id: str) -> list[dict]:
-    return [e for e in _stored(session_factory, job_id) if e.get("data", {}).get("source") != "server"]
+    return [e for e in stored_events(session_factory, job_id) if e.get("data", {}).get("source") != "server"]
 
 
 def test_a_trainer_that_ended_while_no_server_ran_is_judged_by_what_it_wrote(session_factory, tmp_path):
-    job_id = _job(session_factory, tmp_path)
+    job_id = add_job(session_factory, tmp_path)
     progress = {"step": 4, "total_steps": 4, "epoch": 1, "total_epochs": 1}
-    _write(tmp_path / "runs" / job_id, make("training.progress", progress=progress),
+    write_events(tmp_path / "runs" / job_id, make("training.progress", progress=progress),
            make("training.status", data={"status": "completed"}))
     _dead_pid(session_factory, job_id)
     Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")).adopt_all()
-    job = _job_row(session_factory, job_id)
+    job = job_row(session_factory, job_id)
     assert (job.state, job.reason) == ("completed", None)
     assert [e["type"] for e in _trainer_events(session_factory, job_id)] == ["training.progress", "training.status"]
     assert job.events_offset == (tmp_path / "runs" / job_id / "events.jsonl").stat().st_size
 
 
 def test_a_job_left_starting_without_a_pid_fails_and_any_trainer_of_it_is_told_to_cancel(session_factory, tmp_path):
-    job_id = _job(session_factory, tmp_path)  # `starting` committed, the server gone before the pid was stored
+    job_id = add_job(session_factory, tmp_path)  # `starting` committed, the server gone before the pid was stored
     Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")).adopt_all()
-    job = _job_row(session_factory, job_id)
+    job = job_row(session_factory, job_id)
     assert (job.state, job.reason) == ("failed", LOST_BEFORE_LAUNCH)
     assert (tmp_path / "runs" / job_id / "control" / "cancel").is_file()
 
 
 def test_an_over_long_event_line_is_stored_truncated_and_skipped(session_factory, tmp_path):
-    job_id = _job(session_factory, tmp_path)
+    job_id = add_job(session_factory, tmp_path)
     run_dir = tmp_path / "runs" / job_id
     monitor = Monitor(session_factory, tmp_path, Outbox(session_factory, b"k"))
     huge = make("log.message", message="x" * MAX_READ)
-    _write(run_dir, torn=huge.to_json())
-    assert _ingest(monitor, session_factory, job_id) == 0, "not skipped while it is still being written"
-    _write(run_dir, torn="\n")
-    _write(run_dir, make("training.status", data={"status": "completed"}))
+    write_events(run_dir, torn=huge.to_json())
+    assert ingest(monitor, session_factory, job_id) == 0, "not skipped while it is still being written"
+    write_events(run_dir, torn="\n")
+    write_events(run_dir, make("training.status", data={"status": "completed"}))
     _dead_pid(session_factory, job_id)
     monitor.tick()  # skips the long line, then drains the rest as the trainer has exited
-    job = _job_row(session_factory, job_id)
+    job = job_row(session_factory, job_id)
     assert job.state == "completed", job.reason
     assert job.events_offset == (run_dir / "events.jsonl").stat().st_size
     warning, status = _trainer_events(session_factory, job_id)
@@ -298,7 +175,7 @@ def test_a_trainer_killed_by_the_out_of_memory_killer_says_so(session_factory, t
     (memory_cgroup / "cgroup.procs").write_text(str(process.pid))
     assert process.wait(timeout=120) == -signal.SIGKILL
     monitor.tick()
-    job = _job_row(session_factory, "job1")
+    job = job_row(session_factory, "job1")
     assert (job.state, job.reason) == ("failed", OOM_KILLED)
 
 
@@ -328,44 +205,18 @@ def memory_cgroup():
 
 def test_a_live_job_with_a_broken_webhook_entry_is_stored_and_finished(session_factory, tmp_path):
     broken = [{"callback_url": "ftp://nope", "auth_token": "tok-of-a-broken-entry"}]
-    job_id = _job(session_factory, tmp_path, webhooks=broken)
-    _write(tmp_path / "runs" / job_id, make("log.message", message="hook token tok-of-a-broken-entry"),
+    job_id = add_job(session_factory, tmp_path, webhooks=broken)
+    write_events(tmp_path / "runs" / job_id, make("log.message", message="hook token tok-of-a-broken-entry"),
            make("training.status", data={"status": "completed"}))
     _dead_pid(session_factory, job_id)
     outbox = Outbox(session_factory, b"k")
     assert Monitor(session_factory, tmp_path, outbox).tick()
-    assert _job_row(session_factory, job_id).state == "completed"
+    assert job_row(session_factory, job_id).state == "completed"
     assert len(_trainer_events(session_factory, job_id)) == 2
-    assert "tok-of-a-broken-entry" not in json.dumps(_stored(session_factory, job_id)), "still redacted"
+    assert "tok-of-a-broken-entry" not in json.dumps(stored_events(session_factory, job_id)), "still redacted"
     with session_factory() as db:
-        assert outbox.fan_out(db) == len(_stored(session_factory, job_id))
+        assert outbox.fan_out(db) == len(stored_events(session_factory, job_id))
         assert db.query(WebhookDelivery).count() == 0
-
-
-def test_a_job_without_webhooks_moves_its_cursor_in_one_pass(session_factory, tmp_path):
-    job_id = _job(session_factory, tmp_path)
-    _write(tmp_path / "runs" / job_id, *[make("log.message", message=f"line {n}") for n in range(1200)])
-    _ingest(Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")), session_factory, job_id)
-    with session_factory() as db:
-        assert Outbox(session_factory, b"k").fan_out(db) == 1202, "queued, starting and 1200 lines"
-        job = jobs.get(db, job_id)
-        assert job.webhook_index == job.next_index == 1202
-
-
-def test_urls_httpx_refuses_are_failed_attempts_not_a_failed_pass(session_factory, tmp_path):
-    with Receiver() as receiver:
-        hooks = [{"webhook_type": "raw", "callback_url": url, "log_level": "info"}
-                 for url in ("http://[::1/x", "http://127.0.0.1:99999/x", receiver.url)]
-        job_id = _job(session_factory, tmp_path, webhooks=hooks)
-        outbox = Outbox(session_factory, b"k")
-        assert asyncio.run(outbox.deliver_due()) == 6, "queued and starting, to three targets"
-        assert len(receiver.accepted()) == 2
-    with session_factory() as db:
-        refused = db.query(WebhookDelivery).filter(WebhookDelivery.target < 2).all()
-        assert len(refused) == 4 and all(row.status == "pending" and row.attempts == 1 for row in refused)
-        assert {row.last_error.split(":")[0] for row in refused} == {"InvalidURL", "ExceptionGroup"}, \
-            [row.last_error for row in refused]
-        assert all(row.job_id == job_id for row in refused)
 
 
 def test_cancelling_a_queued_job_the_monitor_just_launched_cancels_its_trainer(session_factory, tmp_path):
@@ -380,7 +231,7 @@ def test_cancelling_a_queued_job_the_monitor_just_launched_cancels_its_trainer(s
             jobs.transition(monitor_db, "job1", "starting")
             monitor_db.commit()
         action = steering.cancel(db, seen, LOCAL_ADMIN)
-    job = _job_row(session_factory, "job1")
+    job = job_row(session_factory, "job1")
     assert (action.status, job.state, job.requested) == ("starting", "starting", "cancel"), \
         "not marked cancelled while its trainer runs on unwatched"
     assert (run_dir / "control" / "cancel").is_file()
@@ -390,7 +241,7 @@ def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
     migrate(engine, "0003")
     factory = make_session_factory(engine)
-    job_id = _job(factory, tmp_path)
+    job_id = add_job(factory, tmp_path)
     migrate(engine, "0004")
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "0004"
@@ -398,9 +249,9 @@ def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(tmp_path):
     with factory() as db:
         jobs.get(db, job_id).events_offset = 5 * 2**30
         db.commit()
-    assert _job_row(factory, job_id).events_offset == 5 * 2**30
+    assert job_row(factory, job_id).events_offset == 5 * 2**30
     migrate(engine, "0003", down=True)
-    assert len(_stored(factory, job_id)) == 2, "queued and starting survive the downgrade"
+    assert len(stored_events(factory, job_id)) == 2, "queued and starting survive the downgrade"
     engine.dispose()
 
 

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     zip_max_uncompressed_bytes: int = Field(100 * 1024**3, ge=1)
     zip_max_ratio: int = Field(200, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"  # uvicorn's levels
-    # What jobs may touch (see services/path_policy.py): folders, separated by ":" like PATH; default the workspace
+    # What jobs may touch (see services/job_policy.py): folders, separated by ":" like PATH; default the workspace
     # (and the datasets root, for reading).
     read_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     write_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)

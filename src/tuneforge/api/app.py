@@ -23,6 +23,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.scheduler.runner import Scheduler
 from tuneforge.services import submission
 from tuneforge.services.datasets import uploads
+from tuneforge.services.outbound import OutboundPolicy
 from tuneforge.services.principal import LOCAL_ADMIN
 from tuneforge.services.secrets import stored_key
 from tuneforge.settings import Settings
@@ -54,7 +55,8 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.scheduler = Scheduler(session_factory, settings.workspace, settings.state_dir)
+        app.state.scheduler = Scheduler(session_factory, settings.workspace, settings.state_dir,
+                                        OutboundPolicy.from_settings(settings))
         await app.state.scheduler.start()
         if start_env is not None:
             await asyncio.to_thread(_start_environment, session_factory, settings, start_env)

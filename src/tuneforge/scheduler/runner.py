@@ -13,6 +13,7 @@ from tuneforge.scheduler.monitor import Monitor
 from tuneforge.scheduler.outbox import Outbox
 from tuneforge.services import jobs
 from tuneforge.services.notify import EventBus
+from tuneforge.services.outbound import OutboundPolicy
 from tuneforge.services.secrets import stored_key
 
 log = logging.getLogger("tuneforge.scheduler")
@@ -20,8 +21,9 @@ TICK_SECONDS = 0.25
 
 
 class Scheduler:
-    def __init__(self, session_factory: sessionmaker[Session], workspace: Path, state_dir: Path) -> None:
-        self.outbox = Outbox(session_factory, _signing_key(state_dir))
+    def __init__(self, session_factory: sessionmaker[Session], workspace: Path, state_dir: Path,
+                 outbound: OutboundPolicy) -> None:
+        self.outbox = Outbox(session_factory, _signing_key(state_dir), outbound)
         self.monitor = Monitor(session_factory, workspace, self.outbox)
         self.bus = EventBus()
         self._wake = asyncio.Event()
@@ -37,6 +39,7 @@ class Scheduler:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.outbox.close()
 
     def wake(self) -> None:
         self._wake.set()

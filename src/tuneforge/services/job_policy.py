@@ -5,7 +5,8 @@ A job reads its base model, datasets, references, resume checkpoint and accelera
 caches only inside the write roots (`TUNEFORGE_WRITE_ROOTS`, default the workspace). Paths are compared after
 resolving symbolic links, so a link inside a root that points out of it does not count as inside. The server applies
 this to every job; `tuneforge train`, run by a person in a shell, acts as that person (`JobPolicy.unrestricted`).
-Hook programs run only from the admin's hooks folder (`options.hooks`).
+Hook programs run only from the admin's hooks folder (`options.hooks`); webhooks go only where `services.outbound`
+allows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 
 from tuneforge.errors import FieldError
 from tuneforge.options.hooks import hook_problem
+from tuneforge.services.outbound import OutboundPolicy
 from tuneforge.settings import Settings
 
 Access = Literal["read", "write"]
@@ -26,11 +28,13 @@ class JobPolicy:
     read_roots: tuple[Path, ...]
     write_roots: tuple[Path, ...]
     hooks_dir: Path | None = None
+    outbound: OutboundPolicy = OutboundPolicy()
     confined: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobPolicy:
-        return cls(settings.job_read_roots, settings.job_write_roots, settings.hooks_dir)
+        return cls(settings.job_read_roots, settings.job_write_roots, settings.hooks_dir,
+                   OutboundPolicy.from_settings(settings))
 
     @classmethod
     def unrestricted(cls) -> JobPolicy:
@@ -38,6 +42,10 @@ class JobPolicy:
 
     def hook_problem(self, command: str, field: str) -> FieldError | None:
         problem = hook_problem(command, self.hooks_dir) if self.confined else None
+        return FieldError(field, problem) if problem else None
+
+    def webhook_problem(self, url: str, field: str) -> FieldError | None:
+        problem = self.outbound.url_problem(url) if self.confined else None
         return FieldError(field, problem) if problem else None
 
     def allows(self, path: Path, access: Access) -> bool:

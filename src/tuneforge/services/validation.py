@@ -221,10 +221,12 @@ def _resolve_options(settings: Settings, options: TrainingOptions, files: dict[s
 
 
 def _outside_policy(policy: JobPolicy, config: TrainingOptions, datasets: list[DatasetConfig]) -> list[FieldError]:
-    """Every path the job would read or write, and every program it would run, against the policy (paths are
-    resolved by now)."""
+    """Every path the job would read or write, every program it would run and every address it would post to,
+    against the policy (paths are resolved by now)."""
     hooks = [policy.hook_problem(getattr(config, name), names.cli(name)) for name in RUNNABLE_HOOKS
              if getattr(config, name)]
+    hooks += [policy.webhook_problem(target.callback_url, f"--webhook_config[{number}].callback_url")
+              for number, target in enumerate(config.webhook_config or [])]
     checks: list[tuple[str, str | None, Access]] = [
         ("--output_dir", config.output_dir, "write"), ("--cache_dir_vae", config.cache_dir_vae, "write"),
         ("--accelerate_config", config.accelerate_config, "read"),
