@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import Depends, WebSocketException, status
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from tuneforge.settings import Settings
 F = TypeVar("F", bound=Callable[..., Any])
 _FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host")
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def public(endpoint: F) -> F:
@@ -50,18 +52,36 @@ DbSession = Annotated[Session, Depends(get_db)]
 
 
 def client_address(conn: HTTPConnection, settings: SettingsDep) -> str:
-    """The caller's address; `X-Forwarded-For` counts only when the peer is a configured proxy."""
-    peer = conn.client.host if conn.client else ""
+    """The caller's address, decided here only: the peer, or, when the peer is a trusted proxy
+    (`TUNEFORGE_TRUSTED_PROXIES`), the nearest untrusted hop of `X-Forwarded-For`. No other header counts, and
+    uvicorn's own proxy-header handling is off (`cli/server.py`)."""
+    peer = _peer(conn)
     if not _is_trusted_proxy(peer, settings):
         return peer
-    hops = [hop.strip() for hop in conn.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+    hops = _forwarded_for(conn)
     for hop in reversed(hops):
         if not _is_trusted_proxy(hop, settings):
             return hop
-    return peer
+    return hops[0] if hops else peer
 
 
 ClientAddress = Annotated[str, Depends(client_address)]
+
+
+def request_scheme(conn: HTTPConnection, settings: Settings) -> str:
+    """`https` also behind a trusted proxy that terminated TLS and said so with `X-Forwarded-Proto`."""
+    forwarded = conn.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if forwarded in ("http", "https") and _is_trusted_proxy(_peer(conn), settings):
+        return forwarded
+    return conn.url.scheme
+
+
+def _peer(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else ""
+
+
+def _forwarded_for(conn: HTTPConnection) -> list[str]:
+    return [hop.strip() for hop in conn.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
 
 
 def _is_trusted_proxy(address: str, settings: Settings) -> bool:
@@ -80,11 +100,14 @@ def _is_loopback(address: str) -> bool:
 
 
 def is_local_request(conn: HTTPConnection, address: ClientAddress, settings: SettingsDep) -> bool:
-    """A request made on this machine, not relayed: loopback peer and loopback Host, no proxy headers
-    unless from a trusted proxy. A reverse proxy on the same host therefore never counts as local."""
-    peer = conn.client.host if conn.client else ""
-    relayed = any(name in conn.headers for name in _FORWARDING_HEADERS)
-    if relayed and not _is_trusted_proxy(peer, settings):
+    """Made on this machine: the client address is loopback, and so is the Host. A request relayed by a trusted
+    proxy counts by the address it forwarded (a proxy that forwards none hides its client: not local); one that
+    carries forwarding headers from any other peer was relayed by a proxy we do not know: not local."""
+    peer = _peer(conn)
+    if _is_trusted_proxy(peer, settings):
+        if not _forwarded_for(conn):
+            return False
+    elif any(name in conn.headers for name in _FORWARDING_HEADERS):
         return False
     host = (conn.url.hostname or "").lower()
     return _is_loopback(address) and host in _LOOPBACK_HOSTS
@@ -110,15 +133,37 @@ def setup_complete(conn: HTTPConnection, db: Session) -> bool:
     return done
 
 
-def authenticate(conn: HTTPConnection, db: DbSession, local: IsLocal) -> Principal | None:
-    """App-wide: resolve the caller; refuse anonymous callers on every non-public route."""
+def authenticate(conn: HTTPConnection, db: DbSession, local: IsLocal, settings: SettingsDep) -> Principal | None:
+    """App-wide: resolve the caller; refuse anonymous callers on every non-public route, and changes that ride on
+    ambient credentials from another site's page."""
     endpoint = conn.scope.get("endpoint")
     if getattr(endpoint, "__tuneforge_public__", False):
         return None
     principal = _resolve(conn, db, local)
     if principal is None:
         _refuse(conn, NotAuthenticated("Not authenticated: send an X-API-Key header or log in"))
+    if principal.method != "api_key" and not _same_origin_or_safe(conn, settings):
+        _refuse(conn, Forbidden("Cross-origin request refused: a browser session (or this machine before setup) may "
+                                "only change things from this server's own pages; scripts send an API key"))
     return principal
+
+
+def _same_origin_or_safe(conn: HTTPConnection, settings: Settings) -> bool:
+    """A browser sends cookies (and reaches loopback) from any page: an unsafe request or a WebSocket with such
+    ambient credentials needs an `Origin` of this server, or none (scripts send none) and no sign of another site."""
+    if conn.scope["type"] == "http" and conn.scope["method"] in _SAFE_METHODS:
+        return True
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return conn.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+    return urlsplit(origin).netloc.lower() == _own_host(conn, settings) and origin.lower() != "null"
+
+
+def _own_host(conn: HTTPConnection, settings: Settings) -> str:
+    forwarded = conn.headers.get("x-forwarded-host", "").split(",")[0].strip()
+    if forwarded and _is_trusted_proxy(_peer(conn), settings):
+        return forwarded.lower()
+    return conn.headers.get("host", "").lower()
 
 
 def _refuse(conn: HTTPConnection, error: TuneforgeError) -> None:

@@ -43,8 +43,10 @@ def serve(
         console.print(f"[red]Cannot prepare the workspace {settings.workspace}: {exc}[/red]")
         raise typer.Exit(2) from exc
     _announce(settings, app)
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback peer, whatever
+    # TUNEFORGE_TRUSTED_PROXIES says; the API decides the client address itself (`api.deps.client_address`).
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, proxy_headers=False)
     uvicorn.Server(config).run()
 
 

@@ -17,6 +17,7 @@ from tuneforge.api.deps import (
     SessionKey,
     SettingsDep,
     public,
+    request_scheme,
 )
 from tuneforge.errors import BadRequest, Forbidden, NotAuthenticated
 from tuneforge.schemas.users import (
@@ -38,6 +39,7 @@ from tuneforge.services import api_keys, sessions, setup, throttle, users
 from tuneforge.services.passwords import DUMMY_HASH, verify_password
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
+from tuneforge.settings import Settings
 
 router = APIRouter(tags=["auth"])
 
@@ -50,8 +52,9 @@ class MeResponse(BaseModel):
     permissions: list[str]
 
 
-def _set_session_cookie(response: Response, request: Request, token: str, lifetime: timedelta | None) -> None:
-    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+def _set_session_cookie(response: Response, request: Request, settings: Settings, token: str,
+                        lifetime: timedelta | None) -> None:
+    secure = request_scheme(request, settings) == "https"
     response.set_cookie(
         sessions.COOKIE_NAME,
         token,
@@ -90,7 +93,7 @@ def first_admin(
     user = setup.create_first_admin(db, data)
     setup.discard_setup_token(settings.state_dir)
     token = sessions.start(key, user, timedelta(hours=settings.session_hours))
-    _set_session_cookie(response, request, token, None)
+    _set_session_cookie(response, request, settings, token, None)
     return UserEnvelope(user=users.to_public(user))
 
 
@@ -123,7 +126,7 @@ def login(
     throttle.clear(db, account_scope)
     lifetime = timedelta(hours=settings.session_hours) if data.remember_me else timedelta(hours=24)
     token = sessions.log_in(db, key, user, lifetime)
-    _set_session_cookie(response, request, token, lifetime if data.remember_me else None)
+    _set_session_cookie(response, request, settings, token, lifetime if data.remember_me else None)
     return UserEnvelope(user=users.to_public(user))
 
 
