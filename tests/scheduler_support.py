@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import subprocess
+import sys
 from pathlib import Path
 
 from tuneforge.db.models import Job
@@ -48,6 +50,16 @@ def ingest(monitor, session_factory, job_id):
 def job_row(session_factory, job_id: str) -> Job:
     with session_factory() as db:
         return jobs.get(db, job_id)
+
+
+def give_dead_pid(session_factory, job_id: str) -> None:
+    """Give the job the pid of a process that has exited (and a start time no reused pid can match)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    with session_factory() as db:
+        job = jobs.get(db, job_id)
+        job.pid, job.pid_started_at = process.pid, 1.0
+        db.commit()
 
 
 def deliver(outbox) -> int:

@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import BigInteger, text
 
 from engine_helpers import make_spec, write_images, write_run_dir
-from scheduler_support import add_job, ingest, job_row, stored_events, write_events
+from scheduler_support import add_job, give_dead_pid, ingest, job_row, stored_events, write_events
 from tuneforge import runfolder
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import migrate
@@ -84,16 +82,6 @@ def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
     engine.dispose()
 
 
-def _dead_pid(session_factory, job_id: str) -> None:
-    """Give the job the pid of a process that has exited (and a start time no reused pid can match)."""
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    with session_factory() as db:
-        job = jobs.get(db, job_id)
-        job.pid, job.pid_started_at = process.pid, 1.0
-        db.commit()
-
-
 def _trainer_events(session_factory, job_id: str) -> list[dict]:
     return [e for e in stored_events(session_factory, job_id) if e.get("data", {}).get("source") != "server"]
 
@@ -103,7 +91,7 @@ def test_a_trainer_that_ended_while_no_server_ran_is_judged_by_what_it_wrote(ses
     progress = {"step": 4, "total_steps": 4, "epoch": 1, "total_epochs": 1}
     write_events(tmp_path / "runs" / job_id, make("training.progress", progress=progress),
            make("training.status", data={"status": "completed"}))
-    _dead_pid(session_factory, job_id)
+    give_dead_pid(session_factory, job_id)
     Monitor(session_factory, tmp_path, Outbox(session_factory, b"k")).adopt_all()
     job = job_row(session_factory, job_id)
     assert (job.state, job.reason) == ("completed", None)
@@ -128,7 +116,7 @@ def test_an_over_long_event_line_is_stored_truncated_and_skipped(session_factory
     assert ingest(monitor, session_factory, job_id) == 0, "not skipped while it is still being written"
     write_events(run_dir, torn="\n")
     write_events(run_dir, make("training.status", data={"status": "completed"}))
-    _dead_pid(session_factory, job_id)
+    give_dead_pid(session_factory, job_id)
     monitor.tick()  # skips the long line, then drains the rest as the trainer has exited
     job = job_row(session_factory, job_id)
     assert job.state == "completed", job.reason
@@ -208,7 +196,7 @@ def test_a_live_job_with_a_broken_webhook_entry_is_stored_and_finished(session_f
     job_id = add_job(session_factory, tmp_path, webhooks=broken)
     write_events(tmp_path / "runs" / job_id, make("log.message", message="hook token tok-of-a-broken-entry"),
            make("training.status", data={"status": "completed"}))
-    _dead_pid(session_factory, job_id)
+    give_dead_pid(session_factory, job_id)
     outbox = Outbox(session_factory, b"k")
     assert Monitor(session_factory, tmp_path, outbox).tick()
     assert job_row(session_factory, job_id).state == "completed"

@@ -3,8 +3,9 @@
 `<state>/runs/<job_id>/` holds
 - `spec.json`      the resolved config, written by the server, read (only) by the trainer;
 - `events.jsonl`   one JSON event per line, appended by the trainer only;
-- `control/`       one file per request from the server (`stop`, `cancel`, `checkpoint`, `validate`), deleted by the
-                   trainer once handled;
+- `control/`       one file per request from the server (`stop`, `cancel`, `checkpoint`, `validate`), renamed by
+                   the trainer when it takes it and deleted once carried out; what is left when the run ends, the
+                   server reports as not carried out;
 - `trainer.log`    the trainer's stdout and stderr; `pid` its process id.
 The trainer's exit codes and the naming of the checkpoints it writes into its output folder are part of the
 contract too: the server lists checkpoints and decides a job's end from them.
@@ -40,15 +41,51 @@ def request(run_dir: Path, action: str) -> None:
     os.replace(temporary, folder / action)
 
 
-def pending(run_dir: Path) -> set[str]:
+def take(run_dir: Path) -> set[str]:
+    """The trainer claims the requests present now: each is renamed to `.<action>.taken`, so that one asked for
+    while the work is under way waits for the next step instead of being deleted with it. Returns every request
+    taken and not yet done."""
     folder = Path(run_dir) / CONTROL_DIR
     if not folder.is_dir():
         return set()
-    return {name for name in ACTIONS if (folder / name).exists()}
+    for name in ACTIONS:
+        try:
+            os.replace(folder / name, folder / _taken(name))
+        except FileNotFoundError:
+            pass
+    return {name for name in ACTIONS if (folder / _taken(name)).exists()}
 
 
-def handled(run_dir: Path, action: str) -> None:
+def done(run_dir: Path, action: str) -> None:
+    """A taken request was carried out."""
+    (Path(run_dir) / CONTROL_DIR / _taken(action)).unlink(missing_ok=True)
+
+
+def asked(run_dir: Path, actions: tuple[str, ...]) -> bool:
+    """Whether any of `actions` is asked for, taken or not (a cheap check, e.g. once per sampling step)."""
+    folder = Path(run_dir) / CONTROL_DIR
+    return any((folder / name).exists() or (folder / _taken(name)).exists() for name in actions)
+
+
+def left_over(run_dir: Path) -> set[str]:
+    """Requests not carried out, taken or not, removing them: what the server reports once a run has ended."""
+    folder = Path(run_dir) / CONTROL_DIR
+    left = set()
+    for name in ACTIONS:
+        for path in (folder / name, folder / _taken(name)):
+            if path.exists():
+                left.add(name)
+                path.unlink(missing_ok=True)
+    return left
+
+
+def withdraw(run_dir: Path, action: str) -> None:
+    """Take back a request the trainer has not taken (its job ended before it could)."""
     (Path(run_dir) / CONTROL_DIR / action).unlink(missing_ok=True)
+
+
+def _taken(action: str) -> str:
+    return f".{action}.taken"
 
 
 def encode(actions: set[str]) -> list[int]:

@@ -31,6 +31,7 @@ CANCEL_GRACE = timedelta(seconds=10)
 LOST = "lost: the trainer ended without reporting a final status (killed, or the machine restarted)"
 LOST_BEFORE_LAUNCH = "lost before launch: the server stopped while starting the trainer; start the job again"
 KILLED = "the trainer was killed by SIGKILL (not by tuneforge; `dmesg` tells whether it ran out of memory)"
+REQUEST_OUTCOMES = {"stop": "stopped", "cancel": "cancelled"}
 OOM_KILLED = "out_of_memory: the kernel's out-of-memory killer ended the trainer (the machine ran out of memory)"
 
 
@@ -50,14 +51,14 @@ class Monitor:
             for job in jobs.live(db):
                 if launcher.is_running(job.pid, job.pid_started_at):
                     continue
+                self._drain(db, job)
+                self._finish(db, job, exit_code=None)
                 if job.pid is None:
                     # The previous server stopped between committing `starting` and storing the pid (see
                     # `_launch_queued`). A trainer may have been spawned in that gap, so no second one is launched
                     # into the same run folder: the job is closed out as lost before launch, and any such trainer
                     # is asked to cancel itself (it reads the request at its first step).
                     runfolder.request(Path(job.run_dir), "cancel")
-                self._drain(db, job)
-                self._finish(db, job, exit_code=None)
 
     def tick(self) -> bool:
         """One pass over all jobs; True when anything new was stored (listeners are then woken)."""
@@ -164,8 +165,19 @@ class Monitor:
         log_tail = self.outbox.redact(job, runfolder.tail(Path(job.run_dir) / runfolder.LOG_FILE))
         jobs.transition(db, job.id, state, reason=reason, exit_code=exit_code, log_tail=log_tail)
         db.commit()
+        self._report_requests_left(db, job, state)
         self.signalled.discard(job.id)
         self.oom_kills_at_launch.pop(job.id, None)
+
+    def _report_requests_left(self, db: Session, job: Job, state: str) -> None:
+        """Every request answered 202 is carried out or answered by an event: those the trainer never got to (the
+        job ended first) are reported now. After the final state is committed, so that a request written later
+        finds the job ended and is refused (`services.steering`)."""
+        for action in sorted(runfolder.left_over(Path(job.run_dir))):
+            if REQUEST_OUTCOMES.get(action) == state:
+                continue  # a cancel that ended the job by signal, a stop it ended with
+            self._store(db, job, job_events.request_not_done(action, state))
+        db.commit()
 
     def _oom_killed(self, job_id: str, exit_code: int | None) -> bool:
         """A SIGKILL we did not send while the kernel's out-of-memory killer was at work (its count rose)."""

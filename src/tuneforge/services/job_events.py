@@ -45,3 +45,14 @@ def status_event(state: str, reason: str | None = None) -> dict[str, Any]:
     message = reason or f"Job is {state}"
     return {"type": "training.status", "severity": severity, "title": f"Job {state}", "message": message,
             "data": {"status": state, "source": "server", **({"reason": reason} if reason else {})}}
+
+
+REQUEST_NAMES = {"stop": "Stop", "cancel": "Cancel", "checkpoint": "Checkpoint", "validate": "Validation"}
+
+
+def request_not_done(action: str, state: str) -> dict[str, Any]:
+    """The server's answer to a steering request the trainer never carried out, because the job ended first."""
+    what = REQUEST_NAMES[action]
+    return {"type": "log.message", "severity": "warning", "title": f"{what} request not carried out",
+            "message": f"{what} request not carried out: the job was {state} before the trainer got to it",
+            "data": {"source": "server", "request": action, "carried_out": False, "status": state}}

@@ -49,7 +49,7 @@ def target(db: Session, job_id: str | None) -> Job:
 
 
 def stop(db: Session, job: Job, principal: Principal) -> JobAction:
-    _ask(job, principal, "stop")
+    _ask(db, job, principal, "stop")
     jobs.request(db, job, "stop")
     db.commit()
     return JobAction(job_id=job.id, status=job.state, message="Stop requested: the trainer checkpoints, then exits")
@@ -62,24 +62,30 @@ def cancel(db: Session, job: Job, principal: Principal) -> JobAction:
             db.commit()
             return JobAction(job_id=job.id, status="cancelled", message="Cancelled before it started")
         db.refresh(job)  # the monitor launched it meanwhile: its trainer is cancelled like any live one
-    _ask(job, principal, "cancel")
+    _ask(db, job, principal, "cancel")
     jobs.request(db, job, "cancel")
     db.commit()
     return JobAction(job_id=job.id, status=job.state, message="Cancel requested: the trainer is being terminated")
 
 
-def trigger(job: Job, action: str, principal: Principal) -> JobAction:
+def trigger(db: Session, job: Job, action: str, principal: Principal) -> JobAction:
     """Ask for a checkpoint or a validation pass after the next optimizer step."""
-    _ask(job, principal, action)
+    _ask(db, job, principal, action)
     what = "Checkpoint" if action == "checkpoint" else "Validation"
     return JobAction(job_id=job.id, status=job.state, message=f"{what} requested after the next optimizer step")
 
 
-def _ask(job: Job, principal: Principal, action: str) -> None:
-    """Every request to a live trainer: the caller may steer this job, it runs, and the request file is written."""
+def _ask(db: Session, job: Job, principal: Principal, action: str) -> None:
+    """Every request to a live trainer: the caller may steer this job, it runs, and the request file is written.
+    Looked at again once written: a job that ended meanwhile has had its requests reported (the monitor commits
+    the end first, then reports what is left), so this one is taken back and refused instead of lost."""
     jobs.ensure_may_steer(job, principal)
     _ensure_live(job)
     runfolder.request(Path(job.run_dir), action)
+    db.refresh(job)
+    if job.state not in jobs.LIVE:
+        runfolder.withdraw(Path(job.run_dir), action)
+        _ensure_live(job)
 
 
 def _ensure_live(job: Job) -> None:

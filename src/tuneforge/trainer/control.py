@@ -23,10 +23,17 @@ class Control:
 
         signal.signal(signal.SIGTERM, on_term)
 
-    def pending(self) -> set[str]:
+    def take(self) -> set[str]:
+        """Rank 0: the requests to act on at this step (see `runfolder.take`)."""
         found = {"cancel"} if self.cancel_requested else set()
-        return found | (runfolder.pending(self.run_dir) if self.run_dir is not None else set())
+        return found | (runfolder.take(self.run_dir) if self.run_dir is not None else set())
 
-    def handled(self, action: str) -> None:
+    def done(self, action: str) -> None:
         if self.run_dir is not None:
-            runfolder.handled(self.run_dir, action)
+            runfolder.done(self.run_dir, action)
+
+    def interrupting(self) -> bool:
+        """A stop or cancel is waiting: long work (validation sampling) gives way to it."""
+        if self.cancel_requested:
+            return True
+        return self.run_dir is not None and runfolder.asked(self.run_dir, ("stop", "cancel"))

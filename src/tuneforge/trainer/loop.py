@@ -25,7 +25,7 @@ PROGRESS_EVERY_S = 1.0
 
 def pending_actions(run: Run) -> set[str]:
     """Control requests, agreed by all ranks (rank 0 reads the folder; any rank may have caught SIGTERM)."""
-    local = run.control.pending() if run.is_main else ({"cancel"} if run.control.cancel_requested else set())
+    local = run.control.take() if run.is_main else ({"cancel"} if run.control.cancel_requested else set())
     if run.accelerator.num_processes == 1:
         return local
     flags = torch.tensor(runfolder.encode(local), device=run.accelerator.device)
@@ -79,20 +79,20 @@ def after_step(run: Run) -> str | None:
     options = run.options
     actions = pending_actions(run)
     if "cancel" in actions:
-        run.control.handled("cancel")
+        run.control.done("cancel")
         return "cancelled"
     interval = options.checkpoint_step_interval
     if {"checkpoint", "stop"} & actions or (interval and run.global_step % interval == 0):
         reason = "stop" if "stop" in actions else "requested" if "checkpoint" in actions else "scheduled"
         save_checkpoint(run, reason)
-        run.control.handled("checkpoint")
-    if "stop" in actions:
-        run.control.handled("stop")
+        run.control.done("checkpoint")
+    if "stop" in actions:  # a validation asked for too is left: the server reports it as not carried out
+        run.control.done("stop")
         return "stopped"
     every = options.validation_step_interval
     if "validate" in actions or (validation_configured(options) and every and run.global_step % every == 0):
         validate(run)
-        run.control.handled("validate")
+        run.control.done("validate")
     return "completed" if run.global_step >= run.total_steps else None
 
 

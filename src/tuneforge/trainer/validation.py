@@ -44,6 +44,27 @@ def _tensor_to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(array)
 
 
+class Interrupted(Exception):
+    """A stop or cancel arrived while sampling: validation gives way at the next sampling step."""
+
+    def __init__(self, step: int, total: int) -> None:
+        super().__init__(f"interrupted at sampling step {step}/{total}")
+        self.step, self.total = step, total
+
+
+def _step_hook(run: Run, prompt: str, size: tuple[int, int], total: int):
+    """Called at every sampling step: gives way to a stop or cancel, and sends previews when asked for."""
+    preview = _preview_hook(run, prompt, size, total) if run.options.validation_preview else None
+
+    def on_step(step_index: int, timestep: float, latents: torch.Tensor) -> None:
+        if run.control.interrupting():
+            raise Interrupted(step_index + 1, total)
+        if preview is not None:
+            preview(step_index, timestep, latents)
+
+    return on_step
+
+
 def _preview_hook(run: Run, prompt: str, size: tuple[int, int], total: int):
     every = run.options.validation_preview_steps
 
@@ -82,9 +103,7 @@ def sample(run: Run, size: tuple[int, int]) -> Image.Image:
     kwargs = run.adapter.pipeline_call_kwargs(*size)
     kwargs.update(run.adapter.pipeline_inputs(positive, negative, options.validation_guidance))
     kwargs.update(run.adapter.reference_inputs(reference_image(run, size)))
-    if options.validation_preview:
-        hook = _preview_hook(run, options.validation_prompt, size, steps)
-        kwargs.update(run.adapter.preview_kwargs(hook, *size))
+    kwargs.update(run.adapter.preview_kwargs(_step_hook(run, options.validation_prompt, size, steps), *size))
     try:
         with run.accelerator.autocast():
             result = pipeline(num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
@@ -148,22 +167,30 @@ def validate(run: Run) -> None:
         run.events.log("validation requested but validation_prompt is empty; nothing to sample", severity="warning")
         return
     if run.is_main:
-        folder = run.output_dir / "validation" / f"step-{run.global_step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        images, paths, pictures = [], [], {}
-        for index, size in enumerate(resolutions(options)):
-            picture = sample(run, size)
-            path = folder / f"{index}-{size[0]}x{size[1]}.png"
-            picture.save(path)
-            paths.append(str(path))
-            images.append(EventImage(src=data_uri(picture)))
-            pictures[f"validation/{index}-{size[0]}x{size[1]}"] = picture
-        trackers.log_images(run, pictures, run.global_step)
-        reference = reference_path(run)
-        extra = {"reference": str(reference)} if reference else {}
-        run.events("training.validation", f"Validation at step {run.global_step}", options.validation_prompt,
-                   data={"step": run.global_step, "prompt": options.validation_prompt, "paths": paths, **extra},
-                   images=images)
+        try:
+            _sample_all(run)
+        except Interrupted as interrupted:
+            run.events.log(f"Validation at step {run.global_step} {interrupted}: a stop or cancel was requested",
+                           severity="warning", step=run.global_step, interrupted=True)
     run.accelerator.wait_for_everyone()
 
 
+def _sample_all(run: Run) -> None:
+    """Rank 0: an image per validation resolution, saved under `validation/step-N/`, sent as one event."""
+    options = run.options
+    folder = run.output_dir / "validation" / f"step-{run.global_step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    images, paths, pictures = [], [], {}
+    for index, size in enumerate(resolutions(options)):
+        picture = sample(run, size)
+        path = folder / f"{index}-{size[0]}x{size[1]}.png"
+        picture.save(path)
+        paths.append(str(path))
+        images.append(EventImage(src=data_uri(picture)))
+        pictures[f"validation/{index}-{size[0]}x{size[1]}"] = picture
+    trackers.log_images(run, pictures, run.global_step)
+    reference = reference_path(run)
+    extra = {"reference": str(reference)} if reference else {}
+    run.events("training.validation", f"Validation at step {run.global_step}", options.validation_prompt,
+               data={"step": run.global_step, "prompt": options.validation_prompt, "paths": paths, **extra},
+               images=images)

@@ -144,12 +144,12 @@ def training_stop(db: DbSession, principal: Steerer) -> JobAction:
 
 @router.post("/api/training/validation/run", status_code=202, response_model=JobAction)
 def training_validation(db: DbSession, principal: Steerer) -> JobAction:
-    return steering.trigger(steering.target(db, None), "validate", principal)
+    return steering.trigger(db, steering.target(db, None), "validate", principal)
 
 
 @router.post("/api/training/checkpoint/run", status_code=202, response_model=JobAction)
 def training_checkpoint(db: DbSession, principal: Steerer) -> JobAction:
-    return steering.trigger(steering.target(db, None), "checkpoint", principal)
+    return steering.trigger(db, steering.target(db, None), "checkpoint", principal)
 
 
 @router.get("/api/training/checkpoints", response_model=CheckpointList)
@@ -193,9 +193,9 @@ def job_cancel(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
 
 @router.post("/api/jobs/{job_id}/checkpoint", status_code=202, response_model=JobAction)
 def job_checkpoint(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
-    return steering.trigger(jobs.get(db, job_id), "checkpoint", principal)
+    return steering.trigger(db, jobs.get(db, job_id), "checkpoint", principal)
 
 
 @router.post("/api/jobs/{job_id}/validation", status_code=202, response_model=JobAction)
 def job_validation(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
-    return steering.trigger(jobs.get(db, job_id), "validate", principal)
+    return steering.trigger(db, jobs.get(db, job_id), "validate", principal)
