@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import Engine, create_engine, make_url, text
 from starlette.testclient import TestClient
 
 from tuneforge.api.app import create_app
@@ -22,6 +24,44 @@ from tuneforge.settings import Settings
 ADMIN = {"email": "admin@example.com", "username": "admin", "password": "your-secure-password"}
 LOCAL = ("127.0.0.1", 50000)
 REMOTE = ("203.0.113.7", 50000)
+POSTGRES_URL = os.environ.get("TUNEFORGE_TEST_POSTGRES_URL")  # a server's maintenance database; .ci/postgres sets it
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests in modules marked both_databases run once on SQLite and once on PostgreSQL."""
+    if "database_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("database_kind", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database_url(database_kind: str, tmp_path: Path) -> Iterator[str | None]:
+    """None for SQLite (the settings' default file in the state folder); a new, empty PostgreSQL database otherwise."""
+    if database_kind == "sqlite":
+        yield None
+        return
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL server: `eval \"$(.ci/postgres start DIR)\"` sets TUNEFORGE_TEST_POSTGRES_URL")
+    name = f"tuneforge_test_{uuid.uuid4().hex}"
+    server = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    server.dispose()
+
+
+@pytest.fixture
+def bare_engine(database_url: str | None, tmp_path: Path) -> Iterator[Engine]:
+    """The test's database, not migrated."""
+    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'state.db'}")
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture
@@ -32,23 +72,21 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(workspace: Path, tmp_path_factory) -> Settings:
+def settings(workspace: Path, tmp_path_factory, database_url: str | None) -> Settings:
     """The tests' server lets jobs read and write this test session's temporary folders (its tiny models live
     there) and send webhooks to loopback (the test receivers): as an admin who sets TUNEFORGE_READ_ROOTS,
     TUNEFORGE_WRITE_ROOTS and TUNEFORGE_WEBHOOK_ALLOWED_NETWORKS would. The policies' own tests make settings
     with the defaults."""
     temporary = tmp_path_factory.getbasetemp()
     return Settings(workspace=workspace, read_roots=[temporary], write_roots=[temporary],
-                    webhook_allowed_networks=["127.0.0.0/8"])
+                    webhook_allowed_networks=["127.0.0.0/8"], database_url=database_url)
 
 
 @pytest.fixture
-def session_factory(tmp_path: Path):
-    """The real database layer on a SQLite file, migrated, without the app."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
-    upgrade_to_head(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
+def session_factory(bare_engine: Engine):
+    """The real database layer, migrated, without the app."""
+    upgrade_to_head(bare_engine)
+    return make_session_factory(bare_engine)
 
 
 @pytest.fixture

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text, update
+import pytest
+from sqlalchemy import inspect, text, update
 from starlette.testclient import TestClient
 from tests.conftest import ADMIN
 
 from tuneforge.api.app import create_app
 from tuneforge.db.models import ApiKey
 from tuneforge.settings import Settings
+
+pytestmark = pytest.mark.both_databases
 
 
 def login(client, username=ADMIN["username"], password=ADMIN["password"], **extra):
@@ -32,7 +35,8 @@ def test_login_by_email_and_bad_credentials(admin_client, anonymous):
     anonymous.cookies.clear()
     assert login(anonymous, password="wrong-password").status_code == 401
     assert login(anonymous, username="nobody").status_code == 401
-    assert anonymous.post("/api/auth/login", json={"password": "x"}).status_code == 400
+    missing = anonymous.post("/api/auth/login", json={"password": "x", "username": " "})
+    assert missing.status_code == 422 and "username" in missing.json()["detail"]
 
 
 def test_logout_ends_the_session(admin_client, anonymous):
@@ -138,7 +142,7 @@ def test_key_use_is_stamped_at_most_once_a_minute(app, admin_client):
 def test_keys_not_recoverable_from_database(app, admin_client):
     key = admin_client.headers["X-API-Key"]
     with app.state.engine.connect() as connection:
-        for (table,) in connection.execute(text("SELECT name FROM sqlite_master WHERE type='table'")):
+        for table in inspect(connection).get_table_names():
             for row in connection.execute(text(f'SELECT * FROM "{table}"')):
                 dump = " ".join(str(value) for value in row)
                 assert key not in dump and key[3:] not in dump, table
@@ -193,16 +197,15 @@ def test_registration_off_by_default_and_admin_switch(admin_client, anonymous, m
     assert anonymous.get("/api/auth/setup/status").json()["registration_enabled"] is True
 
 
-def test_migration_0005_ends_old_sessions_and_keeps_users_and_keys(tmp_path):
-    from tuneforge.db.engine import make_engine
+def test_migration_0005_ends_old_sessions_and_keeps_users_and_keys(bare_engine):
     from tuneforge.db.migrate import migrate
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    engine = bare_engine
     migrate(engine, "0004")
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, username, email, password_hash, levels, is_active, created_at, "
-                          "updated_at) VALUES (1, 'ann', 'ann@example.com', 'x', '[]', 1, :t, :t)"), {"t": now})
+                          "updated_at) VALUES (1, 'ann', 'ann@example.com', 'x', '[]', true, :t, :t)"), {"t": now})
         conn.execute(text("INSERT INTO api_keys (user_id, name, key_prefix, key_hash, created_at) "
                           "VALUES (1, 'k', 'st_abcd', 'h', :t)"), {"t": now})
         conn.execute(text("INSERT INTO auth_sessions (token_hash, user_id, created_at, expires_at) "
@@ -214,4 +217,3 @@ def test_migration_0005_ends_old_sessions_and_keeps_users_and_keys(tmp_path):
     migrate(engine, "0004", down=True)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 1, "a downgrade keeps the keys"
-    engine.dispose()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from starlette.testclient import TestClient
 from tests.conftest import ADMIN, LOCAL
 from tests.serverproc import start_server
 
 from tuneforge.services import setup
+
+pytestmark = pytest.mark.both_databases
 
 
 def test_setup_status_before_and_after(local_client):

@@ -134,8 +134,9 @@ def test_options_registry_is_published(local_client):
 @pytest.mark.parametrize("name", ["a/b", "..", "../x", "a..b", ".hidden", "bad name", "na$me", "ünï", ""])
 def test_bad_environment_names_are_rejected(local_client, workspace, name):
     response = local_client.post("/api/configs/environments", json={**PIXART_ENV, "name": name})
-    assert response.status_code == 400, (name, response.text)
+    assert response.status_code == 422, (name, response.text)
     assert "Invalid environment name" in response.json()["detail"]
+    assert response.json()["errors"][0]["field"] == "name"
     assert config_files(workspace) == {}
 
 
@@ -147,14 +148,14 @@ def test_slashes_in_paths_never_reach_a_handler(local_client):
 def test_bad_names_in_paths_are_rejected(local_client, path):
     for method, route in [("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/activate"), ("GET", "/export")]:
         response = local_client.request(method, f"/api/configs/{path}{route}", json={"config": {}})
-        assert response.status_code == 400, (method, route, response.text)
+        assert response.status_code == 422, (method, route, response.text)
         assert "Invalid environment name" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("name", ["options", "examples"])
 def test_names_of_routes_are_reserved(local_client, workspace, name):
     response = local_client.post("/api/configs/environments", json={**PIXART_ENV, "name": name})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "options and examples are reserved" in response.json()["detail"]
     assert config_files(workspace) == {}
     assert name in local_client.get(f"/api/configs/{name}").json()  # still the registry / example listing
@@ -249,7 +250,7 @@ def test_put_accepts_unprefixed_keys_and_alias(local_client, workspace):
 def test_put_body_name_must_match(local_client):
     local_client.post("/api/configs/environments", json=PIXART_ENV)
     response = local_client.put("/api/configs/pixart-api-demo", json={"name": "other", "config": {}})
-    assert response.status_code == 400
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "name", response.text
 
 
 def test_family_mismatch_is_a_warning(local_client):

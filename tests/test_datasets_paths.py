@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from tuneforge.errors import BadRequest, Forbidden, NotFound
-from tuneforge.services.datasets.paths import UnsafeName, existing_folder, resolve_location, split_name
+from tuneforge.services.datasets.paths import (
+    NAME_SCHEMA,
+    UnsafeName,
+    existing_folder,
+    form_name_problem,
+    resolve_location,
+    split_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -96,5 +104,13 @@ def test_nul_bytes_hidden_folders_and_missing_folders(tmp_path: Path) -> None:
 def test_overlong_locations_are_refused_before_touching_the_disk(tmp_path: Path, raw: str) -> None:
     root = tmp_path / "datasets"
     (root / "set").mkdir(parents=True)
-    with pytest.raises(BadRequest, match="^parent_path "):
+    with pytest.raises(NotFound, match="^parent_path .*no folder can"):
         existing_folder(root, raw, "parent_path")
+
+
+@pytest.mark.parametrize("name", ["a", "set-1", "日本語", "a b", "a.b", "-", "x" * 63, "x" * 64, "", " a", "a ", "\ta",
+                                  ".x", ".", "..", "a/b", "a\\b", "a\x00b", "a\x7fb", "a\nb", "\u00a0a", "a\u2003",
+                                  "é" * 63, "\U0001f600" * 63, "\U0001f600" * 64])
+def test_the_schema_of_folder_names_says_what_the_server_accepts(name: str) -> None:
+    by_schema = len(name) <= NAME_SCHEMA["maxLength"] and re.fullmatch(NAME_SCHEMA["pattern"], name) is not None
+    assert by_schema == (form_name_problem(name) is None), (name, form_name_problem(name))

@@ -244,7 +244,7 @@ LONG_PATH = "/".join(["y" * 250] * 16) + "/" + "z" * 40  # parts fine, 4056 char
 
 
 @pytest.mark.parametrize("location", [LONG_PART, LONG_PATH])
-def test_overlong_locations_are_400_naming_the_field(local_client: TestClient, root: Path, location: str) -> None:
+def test_overlong_locations_are_404_naming_the_field(local_client: TestClient, root: Path, location: str) -> None:
     (root / "set").mkdir()
     files = [("files[]", ("a.txt", b"x", "text/plain"))]
     archive = [("file", ("a.zip", make_zip({"a.txt": b"x"}), "application/zip"))]
@@ -254,8 +254,8 @@ def test_overlong_locations_are_400_naming_the_field(local_client: TestClient, r
         ("path", local_client.get("/api/datasets/browse", params={"path": location})),
         ("parent_path", local_client.post("/api/datasets/folders", data={"parent_path": location, "folder_name": "a"})),
     ]
-    for field, response in answers:
-        assert response.status_code == 400, (field, response.text)
+    for field, response in answers:  # no folder can be there: a location that does not exist
+        assert response.status_code == 404, (field, response.text)
         assert response.json()["detail"].startswith(f"{field} "), response.text
     assert tree(root) == {"set"}
 

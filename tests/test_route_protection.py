@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from starlette.routing import WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+
+pytestmark = pytest.mark.both_databases
 
 PUBLIC = {
     ("get", "/health"),

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, text
 from engine_helpers import make_spec, write_images, write_run_dir
 from scheduler_support import add_job, give_dead_pid, ingest, job_row, stored_events, write_events
 from tuneforge import runfolder
-from tuneforge.db.engine import make_engine, make_session_factory
+from tuneforge.db.engine import make_session_factory
 from tuneforge.db.migrate import migrate
 from tuneforge.db.models import Job, WebhookDelivery
 from tuneforge.events import make
@@ -26,6 +26,8 @@ from tuneforge.scheduler.outbox import Outbox
 from tuneforge.services import jobs, steering
 from tuneforge.services.notify import EventBus
 from tuneforge.services.principal import LOCAL_ADMIN
+
+pytestmark = pytest.mark.both_databases
 
 
 def test_tailing_is_gap_free_and_resumes_after_restart(session_factory, tmp_path):
@@ -58,8 +60,8 @@ def test_garbage_lines_are_kept_as_warnings(session_factory, tmp_path):
     assert last["type"] == "log.message" and last["severity"] == "warning"
 
 
-def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+def test_cursor_migration_keeps_old_deliveries_and_events(bare_engine):
+    engine = bare_engine
     migrate(engine, "0002")
     factory = make_session_factory(engine)
     with factory() as db:  # a job of the old schema, its queued event already fanned out
@@ -79,7 +81,6 @@ def test_cursor_migration_keeps_old_deliveries_and_events(tmp_path):
     migrate(engine, "0002", down=True)
     with factory() as db:
         assert db.scalar(text("SELECT count(*) FROM job_events")) == 1, "a downgrade keeps the events"
-    engine.dispose()
 
 
 def _trainer_events(session_factory, job_id: str) -> list[dict]:
@@ -225,8 +226,8 @@ def test_cancelling_a_queued_job_the_monitor_just_launched_cancels_its_trainer(s
     assert (run_dir / "control" / "cancel").is_file()
 
 
-def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(bare_engine, tmp_path):
+    engine = bare_engine
     migrate(engine, "0003")
     factory = make_session_factory(engine)
     job_id = add_job(factory, tmp_path)
@@ -238,9 +239,14 @@ def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(tmp_path):
         jobs.get(db, job_id).events_offset = 5 * 2**30
         db.commit()
     assert job_row(factory, job_id).events_offset == 5 * 2**30
+    if engine.dialect.name == "postgresql":  # 0003's INTEGER cannot hold it there: the downgrade says so, not truncates
+        with pytest.raises(RuntimeError, match="past 2 GiB"):
+            migrate(engine, "0003", down=True)
+        with factory() as db:
+            jobs.get(db, job_id).events_offset = 10
+            db.commit()
     migrate(engine, "0003", down=True)
     assert len(stored_events(factory, job_id)) == 2, "queued and starting survive the downgrade"
-    engine.dispose()
 
 
 def test_a_publish_between_a_listeners_read_and_its_wait_is_not_missed():

@@ -15,6 +15,8 @@ from tuneforge.scheduler.outbox import Outbox
 from tuneforge.services import jobs, steering
 from tuneforge.services.principal import LOCAL_ADMIN
 
+pytestmark = pytest.mark.both_databases
+
 
 @pytest.mark.parametrize("family", ["pixart_sigma", "flux"])
 def test_a_stop_interrupts_validation_and_requests_made_meanwhile_are_kept(family, tmp_path, request):

@@ -16,7 +16,9 @@ from tuneforge.scheduler import launcher
 from tuneforge.services import jobs
 from tuneforge.services.principal import LOCAL_ADMIN
 
-TOO_BIG = 2**63  # one past the database's largest integer
+pytestmark = pytest.mark.both_databases
+
+TOO_BIG = 2**31  # one past the largest event index the database holds (INTEGER on PostgreSQL)
 STREAMS = ["/api/training/events/stream", "/api/training/stream"]
 CONTROL_ROUTES = ["/api/training/stop", "/api/training/validation/run", "/api/training/checkpoint/run",
                   "/api/training/cancel"]

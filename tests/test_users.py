@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.both_databases
+
 RESEARCHER = {"email": "researcher@example.com", "username": "researcher", "password": "their-password",
               "level_names": ["researcher"]}
 

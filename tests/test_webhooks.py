@@ -28,6 +28,8 @@ from tuneforge.services.outbound import OutboundPolicy
 from tuneforge.services.principal import LOCAL_ADMIN
 from tuneforge.settings import Settings
 
+pytestmark = pytest.mark.both_databases
+
 
 def test_outbox_retries_signs_throttles_and_redacts(session_factory, tmp_path):
     with Receiver(fail_first=1) as receiver:

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from tuneforge import __version__, workspace
-from tuneforge.api import errors
+from tuneforge.api import errors, openapi
 from tuneforge.api.deps import authenticate
 from tuneforge.api.limits import BodyLimit
 from tuneforge.api.routes import auth, configs, datasets, jobs, system, users
@@ -79,6 +79,7 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
     app.state.session_factory = session_factory
     app.state.session_key = stored_key(settings.state_dir / "session_key")
     errors.install(app)
+    openapi.install(app)
     app.include_router(system.router)
     app.include_router(auth.router, prefix="/api/cloud/auth")
     app.include_router(auth.router, prefix="/api/auth")

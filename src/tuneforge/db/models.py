@@ -19,6 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from tuneforge.schemas.types import DB_INT_MAX
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -41,12 +43,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
-MAX_ID = 2**31 - 1  # integer ids are 32-bit in PostgreSQL: anything larger names no row
-
-
 def fits_id(value: int) -> bool:
     """Whether `value` can be an id at all (a larger one would be a database error, not a missing row)."""
-    return 1 <= value <= MAX_ID
+    return 1 <= value <= DB_INT_MAX
 
 
 class Base(DeclarativeBase):

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import BadRequest, FieldError, Invalid
 from tuneforge.options.registry import no_control_characters
 from tuneforge.options.spec import write_bytes_atomic, write_text_atomic
+from tuneforge.schemas.configs import env_name_problem
 from tuneforge.settings import Settings
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-RESERVED_NAMES = ("options", "examples")  # GET /api/configs/options|examples would shadow such environments
 CONFIG_FILE = "config.json"
 DATALOADER_FILE = "multidatabackend.json"
 LYCORIS_FILE = "lycoris_config.json"
@@ -22,13 +20,9 @@ METADATA_FILE = "metadata.json"
 
 
 def check_name(name: str, what: str = "environment") -> str:
-    """Names become folder names: letters, digits, `.`, `_`, `-`; no `..`, no leading dot, at most 100."""
-    if not NAME_PATTERN.fullmatch(name) or ".." in name:
-        raise BadRequest(f"Invalid {what} name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting "
-                         "with a letter or digit, without '..'", [FieldError("name", "invalid name")])
-    if name in RESERVED_NAMES:
-        raise BadRequest(f"Invalid {what} name {name!r}: {' and '.join(RESERVED_NAMES)} are reserved (they are "
-                         "routes of /api/configs); choose another name", [FieldError("name", "reserved name")])
+    """The rule of `schemas.configs.EnvName`, for names that did not come through a schema (folders, files)."""
+    if problem := env_name_problem(name):
+        raise BadRequest(f"Invalid {what} name {name!r}: {problem}", [FieldError("name", problem)])
     return name
 
 

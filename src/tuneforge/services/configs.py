@@ -190,17 +190,15 @@ def _write_new(path: Path, data: Any) -> None:
 def _merge_request(config: dict[str, Any], data: EnvironmentCreate) -> None:
     """Fields given beside `example` override it; a different family would make the example meaningless."""
     if data.model_family and data.model_family != config.get("--model_family"):
-        raise BadRequest(f"Example {data.example!r} is for {config.get('--model_family')}, not {data.model_family}")
+        raise Invalid(f"Example {data.example!r} is for {config.get('--model_family')}, not {data.model_family}",
+                      [FieldError("model_family", f"the example trains {config.get('--model_family')}")])
     for key in ("model_flavour", "model_type", "lora_type"):
         if getattr(data, key):
             config[names.cli(key)] = getattr(data, key)
 
 
 def starter_config(data: EnvironmentCreate) -> dict[str, Any]:
-    if data.model_family is None:
-        families = " or ".join(FAMILIES)
-        raise BadRequest(f"model_family is required ({families}) unless you start from an example",
-                         [FieldError("model_family", f"required: {families}")])
+    assert data.model_family is not None  # EnvironmentCreate: a family, or an example
     family = FAMILIES[data.model_family]
     config: dict[str, Any] = {"--model_family": family.name,
                               "--model_flavour": data.model_flavour or family.default_flavour,
@@ -238,8 +236,8 @@ def replace_config(settings: Settings, name: str, data: ConfigUpdate, principal:
     """Validate (registry level) and replace the config; the previous file becomes `config.json.bak`."""
     folder = _existing(settings, name)
     if data.name is not None and data.name != name:
-        raise BadRequest(f"Body name {data.name!r} does not match the environment {name!r} in the path; "
-                         "environments cannot be renamed")
+        raise Invalid(f"Body name {data.name!r} does not match the environment {name!r} in the path; "
+                      "environments cannot be renamed", [FieldError("name", f"must be {name!r}, or left out")])
     try:
         stored = load_config(settings, name)
     except Invalid:

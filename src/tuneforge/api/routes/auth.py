@@ -19,6 +19,7 @@ from tuneforge.api.deps import (
     public,
     request_scheme,
 )
+from tuneforge.api.errors import responses
 from tuneforge.errors import BadRequest, Forbidden, NotAuthenticated
 from tuneforge.schemas.users import (
     ApiKeyCreate,
@@ -72,7 +73,7 @@ def setup_status(db: DbSession) -> SetupStatus:
     return setup.status(db)
 
 
-@router.post("/setup/first-admin", status_code=201, response_model=UserEnvelope)
+@router.post("/setup/first-admin", status_code=201, response_model=UserEnvelope, responses=responses(409))
 @public
 def first_admin(
     data: FirstAdminCreate,
@@ -97,7 +98,8 @@ def first_admin(
     return UserEnvelope(user=users.to_public(user))
 
 
-@router.post("/login", response_model=UserEnvelope)
+@router.post("/login", response_model=UserEnvelope,
+             responses={**responses(429), 401: {"description": "Wrong username, email or password, or inactive"}})
 @public
 def login(
     data: LoginRequest,
@@ -108,9 +110,7 @@ def login(
     key: SessionKey,
     address: ClientAddress,
 ) -> UserEnvelope:
-    login_name = (data.username or data.email or "").strip().lower()
-    if not login_name:
-        raise BadRequest("Send 'username' (or 'email') and 'password'")
+    login_name = data.login_name
     account_scope, client_scope = f"account:{login_name}", f"client:{address}"
     window = timedelta(seconds=settings.login_window_seconds)
     throttle.check(
@@ -172,7 +172,7 @@ def list_api_keys(db: DbSession, principal: CurrentPrincipal) -> ApiKeyList:
     return ApiKeyList(keys=keys, count=len(keys))
 
 
-@router.delete("/api-keys/{key_id}", response_model=Message)
+@router.delete("/api-keys/{key_id}", response_model=Message, responses=responses(404))
 def revoke_api_key(key_id: int, db: DbSession, principal: CurrentPrincipal) -> Message:
     api_keys.revoke(db, _user_id(principal), key_id)
     db.commit()
@@ -191,7 +191,8 @@ def put_registration(data: RegistrationSettings, db: DbSession, _: AdminUsers) -
     return data
 
 
-@router.post("/register", status_code=201, response_model=UserEnvelope)
+@router.post("/register", status_code=201, response_model=UserEnvelope,
+             responses={**responses(409), 403: {"description": "Public registration is off (an admin turns it on)"}})
 @public
 def register(data: UserRegister, db: DbSession) -> UserEnvelope:
     if not setup.registration_enabled(db):

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 from tuneforge.api.deps import Requires, SettingsDep
-from tuneforge.schemas.configs import ConfigUpdate, DataloaderRequest, EnvironmentCreate
+from tuneforge.api.errors import error_body, responses
+from tuneforge.schemas.configs import ConfigUpdate, DataloaderRequest, EnvironmentCreate, EnvName, EnvPathName
 from tuneforge.services import catalog, configs, examples
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
@@ -28,7 +29,7 @@ def list_configs(settings: SettingsDep, _: Viewer,
     return configs.list_environments(settings, config_type)
 
 
-@router.post("/environments", status_code=201)
+@router.post("/environments", status_code=201, responses=responses(404, 409))
 def create_environment(data: EnvironmentCreate, settings: SettingsDep, _: Editor) -> Json:
     """Create `config/<name>/config.json` and a starter dataloader file (or copy a shipped example)."""
     return configs.create_environment(settings, data)
@@ -47,37 +48,45 @@ def list_options(_: Viewer) -> Json:
     return catalog.options_catalog()
 
 
-@router.get("/{name}")
-def get_config(name: str, settings: SettingsDep, _: Viewer) -> Json:
+@router.get("/{name}", responses=responses(404))
+def get_config(name: EnvPathName, settings: SettingsDep, _: Viewer) -> Json:
     """`{"name", "config": {"--option": value}, "metadata"}`."""
     return configs.get_environment(settings, name)
 
 
-@router.put("/{name}")
-def replace_config(name: str, data: ConfigUpdate, settings: SettingsDep, editor: Editor) -> Json:
+@router.api_route("/options", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@router.api_route("/examples", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+def listings_are_read_only() -> JSONResponse:
+    """/options and /examples are listings, not environments (whose routes they would otherwise reach)."""
+    return JSONResponse(error_body("Method Not Allowed: this listing only answers GET"), status_code=405,
+                        headers={"Allow": "GET"})
+
+
+@router.put("/{name}", responses=responses(404, 405))
+def replace_config(name: EnvName, data: ConfigUpdate, settings: SettingsDep, editor: Editor) -> Json:
     """Validate and replace the config (422 with per-field errors); the previous file is kept as a backup."""
     return configs.replace_config(settings, name, data, editor)
 
 
-@router.delete("/{name}")
-def delete_config(name: str, settings: SettingsDep, _: Editor) -> Json:
+@router.delete("/{name}", responses=responses(404, 405, 409))
+def delete_config(name: EnvName, settings: SettingsDep, _: Editor) -> Json:
     return configs.delete_environment(settings, name)
 
 
-@router.post("/{name}/activate")
-def activate_config(name: str, settings: SettingsDep, _: Editor) -> Json:
+@router.post("/{name}/activate", responses=responses(404))
+def activate_config(name: EnvPathName, settings: SettingsDep, _: Editor) -> Json:
     return configs.activate(settings, name)
 
 
-@router.post("/{name}/dataloader")
-def write_dataloader(name: str, settings: SettingsDep, _: Editor,
+@router.post("/{name}/dataloader", responses=responses(404, 409))
+def write_dataloader(name: EnvPathName, settings: SettingsDep, _: Editor,
                      data: Annotated[DataloaderRequest | None, Body()] = None) -> Json:
     """Write a starter dataloader file; 409 if one exists, unless `{"overwrite": true}`."""
     return configs.write_dataloader(settings, name, (data or DataloaderRequest()).overwrite)
 
 
-@router.get("/{name}/export")
-def export_config(name: str, settings: SettingsDep, _: Viewer) -> JSONResponse:
+@router.get("/{name}/export", responses=responses(404))
+def export_config(name: EnvPathName, settings: SettingsDep, _: Viewer) -> JSONResponse:
     """Everything of the environment in one JSON document, for version control."""
     body = configs.export_environment(settings, name)
     return JSONResponse(body, headers={"Content-Disposition": f'attachment; filename="{name}.json"'})

@@ -17,11 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from tuneforge.api.deps import Requires, SettingsDep
+from tuneforge.api.errors import responses
 from tuneforge.api.forms import FormFields
 from tuneforge.errors import BadRequest, StorageFull, TooLarge
 from tuneforge.services import datasets
 from tuneforge.services.datasets.multipart import FormStream
-from tuneforge.services.datasets.paths import is_disk_full
+from tuneforge.services.datasets.paths import LOCATION_SCHEMA, NAME_SCHEMA, is_disk_full
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
 from tuneforge.settings import Settings
@@ -75,13 +76,14 @@ class BrowseResult(BaseModel):
     folders: list[FolderSummary]
 
 
-def _form_doc(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+def _form_doc(properties: dict[str, Any], required: list[str], **rules: Any) -> dict[str, Any]:
     """OpenAPI for bodies parsed by hand (FastAPI cannot see them)."""
-    schema = {"type": "object", "properties": properties, "required": required}
+    schema = {"type": "object", "properties": properties, "required": required, **rules}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-_PATH_DOC = {"type": "string", "description": "Absolute path under the datasets root, or relative to it"}
+_PATH_DOC = {**LOCATION_SCHEMA, "description": "Absolute path under the datasets root, or relative to it"}
+_NAME_DOC = {**NAME_SCHEMA, "description": "One folder name (no separators, not hidden)"}
 _CONFLICT_DOC = {"type": "string", "enum": ["rename", "skip"], "default": "rename",
                  "description": "A different file with the same name exists: store as 'name (1).ext', or skip"}
 _BINARY = {"type": "string", "format": "binary"}
@@ -91,7 +93,8 @@ _BINARY = {"type": "string", "format": "binary"}
     "/folders",
     status_code=201,
     response_model=FolderCreated,
-    openapi_extra=_form_doc({"parent_path": _PATH_DOC, "folder_name": {"type": "string"}}, ["folder_name"]),
+    openapi_extra=_form_doc({"parent_path": _PATH_DOC, "folder_name": _NAME_DOC}, ["folder_name"]),
+    responses=responses(404, 409),
 )
 async def create_folder(settings: SettingsDep, _: Uploader, fields: FormFields) -> dict[str, str]:
     """Create a folder under the datasets root (multipart, url-encoded or JSON body); 409 if it exists."""
@@ -112,10 +115,12 @@ def _text(fields: dict[str, Any], name: str) -> str | None:
     "/upload",
     response_model=UploadResult,
     openapi_extra=_form_doc(
-        {"target_path": _PATH_DOC, "on_conflict": _CONFLICT_DOC, "files": {"type": "array", "items": _BINARY},
-         "files[]": {"type": "array", "items": _BINARY}},
-        ["target_path"],
+        {"target_path": _PATH_DOC, "on_conflict": _CONFLICT_DOC,
+         "files": {"type": "array", "items": _BINARY, "minItems": 1,
+                   "description": "The files (also accepted under the name `files[]`, as curl -F files[]=@a.png)"}},
+        ["target_path", "files"],
     ),
+    responses=responses(404),
 )
 async def upload_files(request: Request, settings: SettingsDep, _: Uploader) -> dict[str, Any]:
     """Upload images, captions and metadata into `target_path`; per-file report of what was stored or skipped."""
@@ -127,17 +132,19 @@ async def upload_files(request: Request, settings: SettingsDep, _: Uploader) -> 
     response_model=UploadResult,
     openapi_extra=_form_doc({"target_path": _PATH_DOC, "on_conflict": _CONFLICT_DOC, "file": _BINARY},
                             ["target_path", "file"]),
+    responses=responses(404),
 )
 async def upload_zip(request: Request, settings: SettingsDep, _: Uploader) -> dict[str, Any]:
     """Upload a zip and extract it into `target_path` (structure kept, limits checked before extracting)."""
     return await _receive(request, settings, zip_mode=True)
 
 
-@router.get("/browse", response_model=BrowseResult)
+@router.get("/browse", response_model=BrowseResult, responses=responses(404))
 def browse(
     settings: SettingsDep,
     _: Viewer,
-    path: Annotated[str, Query(max_length=4096, description="Folder to list; default: the root")] = "",
+    path: Annotated[str, Query(max_length=LOCATION_SCHEMA["maxLength"], pattern=LOCATION_SCHEMA["pattern"],
+                               description="Folder to list; default: the root")] = "",
 ) -> dict[str, Any]:
     """List the folders under `path` with their image and caption counts."""
     return datasets.browse(settings.datasets_root, path)

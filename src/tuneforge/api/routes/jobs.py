@@ -13,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from tuneforge.api import streams
 from tuneforge.api.deps import DbSession, Requires, SettingsDep
+from tuneforge.api.errors import responses
 from tuneforge.api.forms import FormFields
 from tuneforge.api.routes import training as training_routes
 from tuneforge.errors import NotFound
@@ -25,6 +26,7 @@ from tuneforge.schemas.jobs import (
     StartResponse,
     TrainingStatus,
 )
+from tuneforge.schemas.types import DB_INT_MAX
 from tuneforge.services import checkpoints, job_events, jobs, steering, submission
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
@@ -34,12 +36,14 @@ router = APIRouter(tags=["training"])
 Viewer = Annotated[Principal, Requires(Permission.JOB_VIEW_ALL)]
 Submitter = Annotated[Principal, Requires(Permission.JOB_SUBMIT)]
 Steerer = Annotated[Principal, Requires(Permission.JOB_CANCEL_OWN)]
-MAX_INDEX = 2**63 - 1  # the database's largest integer: a larger one cannot even be compared
-SinceIndex = Annotated[int, Query(ge=0, le=MAX_INDEX, description="First event index to return")]
+SinceIndex = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="First event index to return")]
+
+
+EVENT_STREAM = {**responses(404), 200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}}
 
 
 @router.post("/api/training/start", status_code=202, response_model=StartResponse,
-             openapi_extra=training_routes.BODY_SCHEMA)
+             openapi_extra=training_routes.BODY_SCHEMA, responses=responses(404, 409))
 async def training_start(request: Request, fields: FormFields, settings: SettingsDep,
                          principal: Submitter) -> StartResponse:
     """Validate (as `validate` does), record the job and launch the trainer. 422 leaves nothing behind."""
@@ -60,7 +64,7 @@ def _submit(request: Request, settings: SettingsDep, principal: Principal, field
         return submission.submit(db, settings, principal, fields).id
 
 
-@router.post("/api/training/cancel", response_model=JobAction)
+@router.post("/api/training/cancel", response_model=JobAction, responses=responses(404, 409))
 def training_cancel(db: DbSession, fields: FormFields, principal: Steerer) -> JobAction:
     """Cancel at once (form field `job_id` optional: the active job by default)."""
     job_id = fields.get("job_id") or None
@@ -77,7 +81,7 @@ def training_status(db: DbSession, _: Viewer) -> TrainingStatus:
                           startup_progress=info.startup_progress, job_info=info)
 
 
-@router.get("/api/training/events", response_model=EventPage)
+@router.get("/api/training/events", response_model=EventPage, responses=responses(404))
 def training_events(db: DbSession, _: Viewer, since_index: SinceIndex = 0, job_id: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> EventPage:
     job = jobs.get(db, job_id) if job_id else jobs.current_or_latest(db)
@@ -95,7 +99,7 @@ def _page(db: DbSession, job_id: str, since_index: int, limit: int) -> EventPage
 def _sse_response(request: Request, job_id: str | None, since_index: int,
                   last_event_id: str | None) -> StreamingResponse:
     if last_event_id and last_event_id.strip().isdecimal():  # isdigit() would let "²" through to int()
-        since_index = min(max(since_index, int(last_event_id) + 1), MAX_INDEX)
+        since_index = min(max(since_index, int(last_event_id) + 1), DB_INT_MAX)
     # Checked before the response starts: once it has, an error can only cut the stream off.
     streams.ensure_job(request.app.state.session_factory, job_id)
     scheduler = request.app.state.scheduler
@@ -104,14 +108,14 @@ def _sse_response(request: Request, job_id: str | None, since_index: int,
     return StreamingResponse(streams.sse(events), media_type="text/event-stream", headers=headers)
 
 
-@router.get("/api/training/events/stream", response_class=StreamingResponse)
+@router.get("/api/training/events/stream", response_class=StreamingResponse, responses=EVENT_STREAM)
 def training_events_sse(request: Request, _: Viewer, since_index: SinceIndex = 0, job_id: str | None = None,
                         last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> StreamingResponse:
     """Server-Sent Events (a WebSocket on the same path streams the same events)."""
     return _sse_response(request, job_id, since_index, last_event_id)
 
 
-@router.get("/api/training/stream", response_class=StreamingResponse)
+@router.get("/api/training/stream", response_class=StreamingResponse, responses=EVENT_STREAM)
 def training_stream(request: Request, _: Viewer, since_index: SinceIndex = 0, job_id: str | None = None,
                     last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> StreamingResponse:
     """The same SSE stream, at the path of the tutorial's reverse-proxy sample."""
@@ -137,23 +141,23 @@ async def training_events_ws(websocket: WebSocket, _: Viewer, since_index: Since
         return
 
 
-@router.post("/api/training/stop", response_model=JobAction)
+@router.post("/api/training/stop", response_model=JobAction, responses=responses(409))
 def training_stop(db: DbSession, principal: Steerer) -> JobAction:
     return steering.stop(db, steering.target(db, None), principal)
 
 
-@router.post("/api/training/validation/run", status_code=202, response_model=JobAction)
+@router.post("/api/training/validation/run", status_code=202, response_model=JobAction, responses=responses(409))
 def training_validation(db: DbSession, principal: Steerer) -> JobAction:
     return steering.trigger(db, steering.target(db, None), "validate", principal)
 
 
-@router.post("/api/training/checkpoint/run", status_code=202, response_model=JobAction)
+@router.post("/api/training/checkpoint/run", status_code=202, response_model=JobAction, responses=responses(409))
 def training_checkpoint(db: DbSession, principal: Steerer) -> JobAction:
     return steering.trigger(db, steering.target(db, None), "checkpoint", principal)
 
 
-@router.get("/api/training/checkpoints", response_model=CheckpointList)
-@router.post("/api/training/checkpoints", response_model=CheckpointList)
+@router.get("/api/training/checkpoints", response_model=CheckpointList, responses=responses(404))
+@router.post("/api/training/checkpoints", response_model=CheckpointList, responses=responses(404))
 def training_checkpoints(db: DbSession, _: Viewer, job_id: str | None = None) -> CheckpointList:
     job = jobs.get(db, job_id) if job_id else jobs.current_or_latest(db)
     if job is None:
@@ -169,33 +173,33 @@ def list_jobs(db: DbSession, _: Viewer, state: jobs.State | None = None,
     return JobList(jobs=found, count=len(found))
 
 
-@router.get("/api/jobs/{job_id}", response_model=JobPublic)
+@router.get("/api/jobs/{job_id}", response_model=JobPublic, responses=responses(404))
 def get_job(job_id: str, db: DbSession, _: Viewer) -> JobPublic:
     return steering.public(jobs.get(db, job_id))
 
 
-@router.get("/api/jobs/{job_id}/events", response_model=EventPage)
+@router.get("/api/jobs/{job_id}/events", response_model=EventPage, responses=responses(404))
 def job_events_page(job_id: str, db: DbSession, _: Viewer, since_index: SinceIndex = 0,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> EventPage:
     jobs.get(db, job_id)
     return _page(db, job_id, since_index, limit)
 
 
-@router.post("/api/jobs/{job_id}/stop", response_model=JobAction)
+@router.post("/api/jobs/{job_id}/stop", response_model=JobAction, responses=responses(404, 409))
 def job_stop(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
     return steering.stop(db, jobs.get(db, job_id), principal)
 
 
-@router.post("/api/jobs/{job_id}/cancel", response_model=JobAction)
+@router.post("/api/jobs/{job_id}/cancel", response_model=JobAction, responses=responses(404, 409))
 def job_cancel(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
     return steering.cancel(db, jobs.get(db, job_id), principal)
 
 
-@router.post("/api/jobs/{job_id}/checkpoint", status_code=202, response_model=JobAction)
+@router.post("/api/jobs/{job_id}/checkpoint", status_code=202, response_model=JobAction, responses=responses(404, 409))
 def job_checkpoint(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
     return steering.trigger(db, jobs.get(db, job_id), "checkpoint", principal)
 
 
-@router.post("/api/jobs/{job_id}/validation", status_code=202, response_model=JobAction)
+@router.post("/api/jobs/{job_id}/validation", status_code=202, response_model=JobAction, responses=responses(404, 409))
 def job_validation(job_id: str, db: DbSession, principal: Steerer) -> JobAction:
     return steering.trigger(db, jobs.get(db, job_id), "validate", principal)

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 
 from tuneforge.api.deps import Requires, SettingsDep
+from tuneforge.api.errors import responses
 from tuneforge.api.forms import FormFields
+from tuneforge.schemas.configs import EnvPathName
 from tuneforge.services import validation
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
@@ -30,9 +32,9 @@ def valid_body(report: validation.ValidationReport) -> dict[str, Any]:
             "environment": report.environment, "config": report.effective_config()}
 
 
-@router.post("/validate", openapi_extra=BODY_SCHEMA)
+@router.post("/validate", openapi_extra=BODY_SCHEMA, responses=responses(404))
 def validate_config(settings: SettingsDep, _: Annotated[Principal, Requires(Permission.CONFIG_VIEW)],
-                    fields: FormFields, env: str | None = None) -> dict[str, Any]:
+                    fields: FormFields, env: EnvPathName | None = None) -> dict[str, Any]:
     """Merge registry defaults ← active environment (or `?env=`) ← form fields, and check deeply.
 
     200 `{"valid": true, "message": "Configuration Valid", "warnings", "config"}` or

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter
 
 from tuneforge.api.deps import DbSession, Requires
+from tuneforge.api.errors import responses
 from tuneforge.schemas.users import Message, UserCreate, UserEnvelope, UserList, UserUpdate
 from tuneforge.services import users
 from tuneforge.services.permissions import Permission
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 AdminUsers = Annotated[Principal, Requires(Permission.ADMIN_USERS)]
 
 
-@router.post("", status_code=201, response_model=UserEnvelope)
+@router.post("", status_code=201, response_model=UserEnvelope, responses=responses(409))
 def create_user(data: UserCreate, db: DbSession, _: AdminUsers) -> UserEnvelope:
     user = users.create(db, data)
     db.commit()
@@ -30,19 +31,19 @@ def list_users(db: DbSession, _: AdminUsers) -> UserList:
     return UserList(users=found, count=len(found))
 
 
-@router.get("/{user_id}", response_model=UserEnvelope)
+@router.get("/{user_id}", response_model=UserEnvelope, responses=responses(404))
 def get_user(user_id: int, db: DbSession, _: AdminUsers) -> UserEnvelope:
     return UserEnvelope(user=users.to_public(users.get(db, user_id)))
 
 
-@router.patch("/{user_id}", response_model=UserEnvelope)
+@router.patch("/{user_id}", response_model=UserEnvelope, responses=responses(404, 409))
 def update_user(user_id: int, data: UserUpdate, db: DbSession, _: AdminUsers) -> UserEnvelope:
     user = users.update(db, users.get(db, user_id), data)
     db.commit()
     return UserEnvelope(user=users.to_public(user))
 
 
-@router.delete("/{user_id}", response_model=Message)
+@router.delete("/{user_id}", response_model=Message, responses=responses(404, 409))
 def delete_user(user_id: int, db: DbSession, _: AdminUsers) -> Message:
     users.delete(db, users.get(db, user_id))
     db.commit()

@@ -8,14 +8,14 @@ from typing import Any
 
 from tuneforge.errors import BadRequest, Conflict
 from tuneforge.services.datasets import kinds
-from tuneforge.services.datasets.paths import component_problem, display, existing_folder, real_root
+from tuneforge.services.datasets.paths import display, existing_folder, form_name_problem, real_root
 
 
 def create_folder(root: Path, parent_path: str | None, folder_name: str | None) -> dict[str, str]:
     """Create `parent_path/folder_name`; 409 when it exists (as a folder, file or link)."""
     parent = existing_folder(root, parent_path, "parent_path")
-    name = (folder_name or "").strip()
-    problem = component_problem(name)
+    name = folder_name or ""
+    problem = form_name_problem(name)
     if problem:
         raise BadRequest(f"folder_name: {problem}; send a single folder name such as 'pixart-upload'")
     folder = parent / name

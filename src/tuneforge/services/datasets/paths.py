@@ -16,12 +16,18 @@ import re
 from pathlib import Path
 
 from tuneforge.errors import BadRequest, Forbidden, NotFound
+from tuneforge.schemas.types import BLANK, CONTROL
 
 MAX_NAME_BYTES = 255  # one path component, as on ext4, xfs, btrfs, NTFS
 MAX_NAME_TOTAL_BYTES = 1024  # a whole uploaded name: leaves room for the root and target under PATH_MAX
 MAX_PATH_BYTES = 4095  # Linux PATH_MAX (4096) counts the closing NUL
 MAX_DEPTH = 32
 MAX_LOCATION_CHARS = 4096
+MAX_NAME_CHARS = MAX_NAME_BYTES // 4  # any 63 characters fit in 255 UTF-8 bytes: a limit a schema can state
+# `form_name_problem` as the API schema states it; tests check that the two agree.
+NAME_SCHEMA = {"type": "string", "maxLength": MAX_NAME_CHARS,
+               "pattern": rf"^[^.{BLANK}/\\{CONTROL}](?:[^/\\{CONTROL}]*[^{BLANK}/\\{CONTROL}])?$"}
+LOCATION_SCHEMA = {"type": "string", "maxLength": MAX_LOCATION_CHARS, "pattern": r"^[^\x00]*$"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -35,7 +41,7 @@ def component_problem(name: str) -> str | None:
         return f"'{name}' is not a usable name" if name else "empty name"
     if "\x00" in name:
         return "contains a NUL byte"
-    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in name):
         return "contains a control character"
     if "/" in name or "\\" in name:
         return "contains a path separator"
@@ -44,6 +50,17 @@ def component_problem(name: str) -> str | None:
     if name.startswith("."):
         return "hidden names (starting with '.') are not accepted"
     return None
+
+
+def form_name_problem(name: str) -> str | None:
+    """Why a single name sent in a form field (a new folder's) is not acceptable, or None: a component, short
+    enough for the schema to say, without blanks around it."""
+    problem = component_problem(name)
+    if problem is None and len(name) > MAX_NAME_CHARS:
+        problem = f"longer than {MAX_NAME_CHARS} characters"
+    if problem is None and name != name.strip():
+        problem = "starts or ends with a blank"
+    return problem
 
 
 def split_name(raw: str) -> list[str]:
@@ -89,15 +106,16 @@ def resolve_location(root: Path, raw: str | None, field: str) -> Path:
         raise BadRequest(f"{field} is longer than {MAX_LOCATION_CHARS} characters")
     base = real_root(root)
     text = text.replace("\\", "/")
-    # The filesystem answers an over-long name with ENAMETOOLONG, not "no such folder": refuse it here, as a 400.
+    # The filesystem answers an over-long name with ENAMETOOLONG: no such folder can exist.
     if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in text.split("/")):
-        raise BadRequest(f"{field} has a folder name longer than {MAX_NAME_BYTES} bytes: no folder can be named so")
+        raise NotFound(f"{field} has a folder name longer than {MAX_NAME_BYTES} bytes: no folder can be named so")
     candidate = Path(text) if text.startswith("/") else base / text
     if _DRIVE.match(text):
         candidate = Path("/nonexistent-drive") / text  # a Windows drive is never inside the root
     resolved = Path(os.path.realpath(candidate))
     if len(os.fsencode(resolved)) > MAX_PATH_BYTES:
-        raise BadRequest(f"{field} is longer than {MAX_PATH_BYTES} bytes once joined to the datasets root")
+        raise NotFound(f"{field} is longer than {MAX_PATH_BYTES} bytes once joined to the datasets root: no folder "
+                       "can be there")
     if not is_inside(resolved, base):
         raise Forbidden(
             f"{field} must be inside the datasets root {base}: send a path relative to it "

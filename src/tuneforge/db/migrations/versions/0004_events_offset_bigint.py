@@ -18,7 +18,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        _refuse_offsets_past_32_bits()
     _retype(sa.BigInteger(), sa.Integer())
+
+
+def _refuse_offsets_past_32_bits() -> None:
+    jobs = op.get_bind().execute(sa.text("SELECT id FROM jobs WHERE events_offset > 2147483647")).scalars().all()
+    if jobs:
+        raise RuntimeError(f"cannot downgrade below 0004: the events files of jobs {', '.join(jobs)} are read past "
+                           "2 GiB, which revision 0003 cannot record; delete those jobs first or stay on 0004")
 
 
 def _retype(old: sa.types.TypeEngine, new: sa.types.TypeEngine) -> None:
