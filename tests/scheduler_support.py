@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from tuneforge.db.models import Job
+from tuneforge.scheduler import launcher
 from tuneforge.services import job_events, jobs
 from tuneforge.services.outbound import OutboundPolicy
 from tuneforge.services.principal import LOCAL_ADMIN
@@ -17,15 +19,17 @@ from tuneforge.services.principal import LOCAL_ADMIN
 LOOPBACK = OutboundPolicy((ipaddress.ip_network("127.0.0.0/8"),))  # the tests' receivers listen on loopback
 
 
-def add_job(session_factory, tmp_path: Path, webhooks=None, interval=None, job_id: str = "job1") -> str:
-    """A `starting` job with a run folder (its queued and starting events stored)."""
+def add_job(session_factory, tmp_path: Path, webhooks=None, interval=None, job_id: str = "job1",
+            run: bool = True) -> str:
+    """A `starting` job with a run folder (its queued and starting events stored); `run=False`: only queued."""
     run_dir = tmp_path / "runs" / job_id
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     config = {"webhook_config": webhooks, "webhook_reporting_interval": interval}
     with session_factory() as db:
         job = jobs.create(db, job_id=job_id, owner=LOCAL_ADMIN, env_name=None, config=config,
                           run_dir=str(run_dir), output_dir=str(tmp_path / "out"), num_processes=1)
-        jobs.transition(db, job.id, "starting")
+        if run:
+            jobs.transition(db, job.id, "starting")
         db.commit()
     return job_id
 
@@ -70,3 +74,14 @@ def deliver(outbox) -> int:
         return handed_out
 
     return asyncio.run(one_pass())
+
+
+def add_running_stand_in(session_factory, tmp_path: Path) -> str:
+    """A `starting` job whose trainer is this test process (alive, so the monitor leaves it be)."""
+    with session_factory() as db:
+        job = jobs.create(db, job_id=jobs.new_id(), owner=LOCAL_ADMIN, env_name=None, config={},
+                          run_dir=str(tmp_path / "run"), output_dir=str(tmp_path / "o"), num_processes=1)
+        jobs.transition(db, job.id, "starting")
+        job.pid, job.pid_started_at = os.getpid(), launcher.started_at(os.getpid())
+        db.commit()
+        return job.id

@@ -5,9 +5,15 @@ The process handling is the product's own (`tuneforge demo` uses it); this only 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import uvicorn
 
 from tuneforge.cli.demo.server import ServerProcess, ServerStartError, free_port, spawn
 
@@ -38,3 +44,21 @@ def start_server(workspace: Path, *args: str, env: dict[str, str] | None = None,
         server.stop(signal.SIGKILL)
         raise RuntimeError(f"{exc}:\n{server.log()}") from None
     return server
+
+
+@contextlib.contextmanager
+def served_in_thread(app, host: str = "127.0.0.1") -> Iterator[str]:
+    """The in-process app behind a real uvicorn on a free loopback port, in a thread; yields its URL."""
+    port = free_port()
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not instance.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(10)

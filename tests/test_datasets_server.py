@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from datasets_support import leftovers, make_zip, multipart, png_bytes, tree
+from serverproc import served_in_thread
 from tuneforge.api.app import create_app
 from tuneforge.cli.main import app as cli
 from tuneforge.settings import Settings
@@ -25,20 +24,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://localhost:{port}"
-    instance.should_exit = True
-    thread.join(10)
+    with served_in_thread(create_app(settings), host="localhost") as url:
+        yield url
 
 
 def _open_upload(url: str, body: bytes, content_type: str) -> socket.socket:

@@ -105,8 +105,11 @@ def test_fast_path_streams_webhooks_previews_and_outputs(stack, tmp_path):
         assert valid.status_code == 200 and valid.json()["valid"], valid.text
 
         job_id = start(client, fields)
-        second = client.post("/api/training/start", files=as_multipart(fields))
-        assert second.status_code == 409 and job_id in second.text
+        second = client.post("/api/training/start", files=as_multipart(fields))  # one job at a time by default
+        assert second.status_code == 202 and second.json()["status"] == "queued", second.text
+        assert second.json()["queue_position"] == 1 and "job slots" in second.json()["message"]
+        waiting = second.json()["job_id"]
+        assert client.post(f"/api/queue/{waiting}/cancel").json()["status"] == "cancelled"
         ws_url = server.url.replace("http", "ws") + f"/api/training/events/stream?job_id={job_id}"
         with client.stream("GET", "/api/training/events/stream", params={"job_id": job_id}) as dropped:
             next(dropped.iter_lines())  # then hang up mid-stream
@@ -123,8 +126,8 @@ def test_fast_path_streams_webhooks_previews_and_outputs(stack, tmp_path):
             over_ws = [json.loads(message)["event"] for message in socket]
         assert over_ws == events
         assert sse_events(client, job_id, headers={"Last-Event-ID": "5"}) == events[6:]
-        status = client.get("/api/training/status").json()
-        assert status["job_id"] == job_id and status["status"] == "completed"
+        status = client.get("/api/training/status").json()  # none active: the latest job, the one cancelled
+        assert (status["job_id"], status["status"], status["running_jobs"]) == (waiting, "cancelled", [])
         assert progress_steps(events)[-1] == 12
 
         previews = [e for e in events if e["type"] == "validation.image"]

@@ -226,27 +226,60 @@ def test_cancelling_a_queued_job_the_monitor_just_launched_cancels_its_trainer(s
     assert (run_dir / "control" / "cancel").is_file()
 
 
-def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(bare_engine, tmp_path):
+def test_events_offset_holds_64_bits_and_migration_0004_keeps_events(bare_engine):
     engine = bare_engine
     migrate(engine, "0003")
-    factory = make_session_factory(engine)
-    job_id = add_job(factory, tmp_path)
+    with engine.begin() as connection:  # a job of that schema (the ORM knows only the newest one) and its events
+        connection.execute(text("INSERT INTO jobs (id, state, owner_name, config, run_dir, output_dir, "
+                                "num_processes, events_offset, next_index, webhook_index, startup, created_at) "
+                                "VALUES ('old', 'running', 'admin', '{}', '/r', '/o', 1, 0, 2, 0, '{}', :t)"),
+                           {"t": "2026-01-01 00:00:00"})
+        for index in (0, 1):
+            connection.execute(text("INSERT INTO job_events (job_id, \"index\", type, severity, payload, created_at) "
+                                    "VALUES ('old', :i, 'training.status', 'info', '{}', '2026-01-01')"), {"i": index})
     migrate(engine, "0004")
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "0004"
     assert isinstance(Job.__table__.c.events_offset.type, BigInteger), "32 bits on PostgreSQL otherwise"
-    with factory() as db:
-        jobs.get(db, job_id).events_offset = 5 * 2**30
-        db.commit()
-    assert job_row(factory, job_id).events_offset == 5 * 2**30
+
+    def offset(value: int | None = None) -> int:
+        with engine.begin() as connection:
+            if value is not None:
+                connection.execute(text("UPDATE jobs SET events_offset = :v"), {"v": value})
+            return connection.execute(text("SELECT events_offset FROM jobs")).scalar_one()
+
+    assert offset(5 * 2**30) == 5 * 2**30
     if engine.dialect.name == "postgresql":  # 0003's INTEGER cannot hold it there: the downgrade says so, not truncates
         with pytest.raises(RuntimeError, match="past 2 GiB"):
             migrate(engine, "0003", down=True)
-        with factory() as db:
-            jobs.get(db, job_id).events_offset = 10
-            db.commit()
+        offset(10)
     migrate(engine, "0003", down=True)
-    assert len(stored_events(factory, job_id)) == 2, "queued and starting survive the downgrade"
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM job_events")).scalar() == 2, "events survive"
+
+
+def test_migration_0006_lets_several_jobs_be_active_and_keeps_jobs_and_events(bare_engine, tmp_path):
+    engine = bare_engine
+    migrate(engine, "0005")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO jobs (id, state, active_slot, owner_name, config, run_dir, output_dir, "
+                                "num_processes, events_offset, next_index, webhook_index, startup, created_at) "
+                                "VALUES ('old', 'running', 1, 'admin', '{}', '/r', '/o', 1, 0, 1, 0, '{}', :t)"),
+                           {"t": "2026-01-01 00:00:00"})
+        connection.execute(text("INSERT INTO job_events (job_id, \"index\", type, severity, payload, created_at) "
+                                "VALUES ('old', 0, 'training.status', 'info', '{}', '2026-01-01')"))
+    migrate(engine, "head")
+    factory = make_session_factory(engine)
+    with factory() as db:
+        assert db.scalar(text("SELECT count(*) FROM job_events")) == 1, "rebuilding jobs deleted no events"
+        assert (jobs.get(db, "old").priority, jobs.get(db, "old").gpu_count) == (0, 0)
+    first, second = (add_job(factory, tmp_path, job_id=name, run=False) for name in ("a1", "a2"))
+    assert [job_row(factory, j).state for j in (first, second)] == ["queued", "queued"], "no single active slot"
+    migrate(engine, "0005", down=True)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM job_events")).scalar() >= 1
+        slots = connection.execute(text("SELECT id FROM jobs WHERE active_slot = 1")).scalars().all()
+        assert len(slots) == 1, "one active job keeps the old single slot"
 
 
 def test_a_publish_between_a_listeners_read_and_its_wait_is_not_missed():

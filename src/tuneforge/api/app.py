@@ -15,13 +15,13 @@ from tuneforge import __version__, workspace
 from tuneforge.api import errors, openapi
 from tuneforge.api.deps import authenticate
 from tuneforge.api.limits import BodyLimit
-from tuneforge.api.routes import auth, configs, datasets, jobs, system, users
+from tuneforge.api.routes import auth, configs, datasets, jobs, queue, system, users
 from tuneforge.api.routes import training as training_routes
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import upgrade_to_head
 from tuneforge.errors import TuneforgeError
 from tuneforge.scheduler.runner import Scheduler
-from tuneforge.services import submission
+from tuneforge.services import devices, submission
 from tuneforge.services.datasets import uploads
 from tuneforge.services.outbound import OutboundPolicy
 from tuneforge.services.principal import LOCAL_ADMIN
@@ -55,11 +55,12 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gpus = await asyncio.to_thread(devices.discover)
         app.state.scheduler = Scheduler(session_factory, settings.workspace, settings.state_dir,
-                                        OutboundPolicy.from_settings(settings))
+                                        OutboundPolicy.from_settings(settings), gpus)
         await app.state.scheduler.start()
         if start_env is not None:
-            await asyncio.to_thread(_start_environment, session_factory, settings, start_env)
+            await asyncio.to_thread(_start_environment, session_factory, settings, start_env, gpus)
             app.state.scheduler.wake()
         yield
         await app.state.scheduler.stop()
@@ -87,18 +88,20 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
     app.include_router(configs.router)
     app.include_router(training_routes.router)
     app.include_router(jobs.router)
+    app.include_router(queue.router)
     app.include_router(datasets.router)
     return app
 
 
-def _start_environment(session_factory, settings: Settings, env: str) -> None:
-    """`server --env`: queue the environment's job. A refusal (a trainer the server re-adopted still runs, the
-    environment changed since `serve` checked it) is the operator's to read, not a reason to stop serving."""
+def _start_environment(session_factory, settings: Settings, env: str, gpus: list[devices.Gpu]) -> None:
+    """`server --env`: queue the environment's job. A refusal (the environment changed since `serve` checked it,
+    it cannot run on this machine) is the operator's to read, not a reason to stop serving."""
     try:
         with session_factory() as db:
-            job = submission.submit(db, settings, LOCAL_ADMIN, {}, env=env)
+            outcome = submission.submit(db, settings, LOCAL_ADMIN, {}, gpus, env=env)
     except TuneforgeError as exc:
         problems = "".join(f"\n  - {e.field}: {e.message}" for e in exc.errors)
         log.warning("training from environment '%s' was not started: %s%s", env, exc.detail, problems)
         return
-    log.warning("started training job %s from environment '%s'", job.id, env)
+    assert outcome.job is not None  # neither a dry run nor no_wait
+    log.warning("queued training job %s from environment '%s'", outcome.job.id, env)

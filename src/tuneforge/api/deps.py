@@ -12,11 +12,12 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Depends, WebSocketException, status
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 
 from tuneforge.errors import Forbidden, NotAuthenticated, TuneforgeError
 from tuneforge.services import api_keys, sessions, setup
+from tuneforge.services.notify import Scheduling
 from tuneforge.services.permissions import Permission, permissions_for
 from tuneforge.services.principal import LOCAL_ADMIN, Principal
 from tuneforge.settings import Settings
@@ -46,7 +47,18 @@ def get_session_key(conn: HTTPConnection) -> bytes:
     return conn.app.state.session_key
 
 
+def get_scheduler(conn: HTTPConnection) -> Scheduling:
+    return conn.app.state.scheduler
+
+
+def get_session_factory(conn: HTTPConnection) -> sessionmaker[Session]:
+    """For work that runs in a thread of its own (it opens its own session there)."""
+    return conn.app.state.session_factory
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SchedulerDep = Annotated[Scheduling, Depends(get_scheduler)]
+SessionFactory = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionKey = Annotated[bytes, Depends(get_session_key)]
 DbSession = Annotated[Session, Depends(get_db)]
 

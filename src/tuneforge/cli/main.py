@@ -9,7 +9,7 @@ import httpx
 import typer
 from typer.core import TyperGroup
 
-from tuneforge.cli import auth, configs, datasets, demo, dev, server, train
+from tuneforge.cli import auth, configs, datasets, demo, dev, jobs, server, train
 from tuneforge.cli.client import CliError, unreachable
 
 
@@ -39,6 +39,7 @@ app.command("server")(server.serve)
 app.add_typer(auth.app, name="auth")
 app.add_typer(configs.app, name="configs")
 app.add_typer(datasets.app, name="datasets")
+app.add_typer(jobs.app, name="jobs")
 app.command("train")(train.train)
 app.add_typer(dev.app, name="dev")
 app.command("demo")(demo.demo)

@@ -128,8 +128,6 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
-    # 1 while queued/starting/running, NULL after: the unique constraint allows one active job at a time.
-    active_slot: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     owner_name: Mapped[str] = mapped_column(String(50))
     env_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -137,6 +135,10 @@ class Job(Base):
     run_dir: Mapped[str] = mapped_column(String(1024))
     output_dir: Mapped[str] = mapped_column(String(1024))
     num_processes: Mapped[int] = mapped_column(Integer, default=1)
+    # What it asks of the queue (services/placement.py): how many GPUs (0: the CPU), which ones (None: any free).
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     pid_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -152,6 +154,16 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DeviceLease(Base):
+    """A GPU given to a live job: its primary key makes one job per GPU; the job's end deletes it."""
+
+    __tablename__ = "device_leases"
+
+    device_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    leased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class JobEvent(Base):

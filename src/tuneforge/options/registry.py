@@ -13,7 +13,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from tuneforge.options.capabilities import FAMILIES, FLUX_LORA_TARGETS, PRECISIONS, flavour_of
 from tuneforge.options.hints import did_you_mean
@@ -30,6 +30,16 @@ def no_control_characters(value: str) -> str:
 
 
 PathText = Annotated[str, AfterValidator(no_control_characters)]
+
+
+def gpu_id_list(value: Any) -> Any:
+    """`0,1` (as a form or the CLI sends it) or a list; blank means none named."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()] or None
+    return value
+
+
+GpuIds = Annotated[list[Annotated[int, Field(ge=0, le=1023)]] | None, BeforeValidator(gpu_id_list)]
 
 
 def known_family(value: str) -> str:
@@ -198,6 +208,8 @@ class TrainingOptions(BaseModel):
 
     # --- distributed -----------------------------------------------------------------------------------------
     num_processes: int = opt(1, "Training processes (one per GPU).", "distributed", ge=1, le=1024)
+    gpu_ids: GpuIds = opt(None, "The GPUs to train on, e.g. 0,1 (their indexes in /api/system/status); any "
+                                 "free ones, num_processes of them, when empty.", "distributed")
     accelerate_config: PathText | None = opt(None, "accelerate config file (FSDP, DeepSpeed, several machines).",
                                         "distributed")
 

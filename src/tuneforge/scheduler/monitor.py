@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from tuneforge.db.models import Job, JobEvent
 from tuneforge.events import Event
 from tuneforge.scheduler import launcher
 from tuneforge.scheduler.outbox import Outbox
-from tuneforge.services import job_events, jobs
+from tuneforge.services import job_events, jobs, queue
+from tuneforge.services.devices import Gpu
 
 log = logging.getLogger("tuneforge.scheduler")
 MAX_READ = 8 * 1024 * 1024
@@ -36,8 +38,10 @@ OOM_KILLED = "out_of_memory: the kernel's out-of-memory killer ended the trainer
 
 
 class Monitor:
-    def __init__(self, session_factory: sessionmaker[Session], workspace: Path, outbox: Outbox) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], workspace: Path, outbox: Outbox,
+                 gpus: Sequence[Gpu] = ()) -> None:
         self.session_factory = session_factory
+        self.gpus = tuple(gpus)
         self.workspace = workspace
         self.outbox = outbox
         self.children: dict[str, subprocess.Popen] = {}
@@ -71,28 +75,34 @@ class Monitor:
         return changed
 
     def _launch_queued(self, db: Session) -> bool:
-        """Launch the oldest queued job. No live job can exist beside a queued one (the jobs table's unique
-        `active_slot` holds one active job at a time), so there is nothing to wait for."""
-        queued = db.scalars(select(Job).where(Job.state == "queued").order_by(Job.created_at)).first()
-        if queued is None or not jobs.transition(db, queued.id, "starting"):
-            return False
+        """Start the queued jobs that fit now (`services.placement`), each on the GPUs it is leased."""
+        started = queue.plan(db, self.gpus).starts
+        for job_id, devices in started.items():
+            self._launch(db, jobs.get(db, job_id), devices)
+        return bool(started)
+
+    def _launch(self, db: Session, job: Job, devices: tuple[int, ...]) -> None:
+        if not jobs.transition(db, job.id, "starting", expected="queued"):
+            db.rollback()
+            return
+        queue.lease(db, job.id, devices)
         # Committed before the spawn: a server that dies in between leaves a `starting` job without a pid, which
-        # the next server closes out, never a `queued` one whose trainer runs already (it would launch another).
+        # the next server closes out (freeing its GPUs), never a `queued` one whose trainer runs already.
         db.commit()
-        run_dir = Path(queued.run_dir)
-        accelerate_config = queued.config.get("accelerate_config") or None
-        command = launcher.trainer_command(run_dir, queued.num_processes, accelerate_config)
+        run_dir = Path(job.run_dir)
+        processes = len(devices) or job.num_processes
+        command = launcher.trainer_command(run_dir, processes, job.config.get("accelerate_config") or None)
+        environment = {"CUDA_VISIBLE_DEVICES": queue.cuda_visible_devices(devices, self.gpus)}
         try:
-            process = launcher.launch(command, run_dir, self.workspace)
+            process = launcher.launch(command, run_dir, self.workspace, environment)
         except OSError as exc:
-            jobs.transition(db, queued.id, "failed", reason=f"could not start the trainer: {exc}")
+            jobs.transition(db, job.id, "failed", reason=f"could not start the trainer: {exc}")
             db.commit()
-            return True
-        self.children[queued.id] = process
-        self.oom_kills_at_launch[queued.id] = launcher.oom_kills()
-        queued.pid, queued.pid_started_at = process.pid, launcher.started_at(process.pid)
+            return
+        self.children[job.id] = process
+        self.oom_kills_at_launch[job.id] = launcher.oom_kills()
+        job.pid, job.pid_started_at = process.pid, launcher.started_at(process.pid)
         db.commit()
-        return True
 
     def _drain(self, db: Session, job: Job) -> None:
         """Store all that an exited trainer wrote: one pass reads MAX_READ bytes at most."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tuneforge.scheduler.monitor import Monitor
 from tuneforge.scheduler.outbox import Outbox
 from tuneforge.services import jobs
+from tuneforge.services.devices import Gpu
 from tuneforge.services.notify import EventBus
 from tuneforge.services.outbound import OutboundPolicy
 from tuneforge.services.secrets import stored_key
@@ -22,9 +24,10 @@ TICK_SECONDS = 0.25
 
 class Scheduler:
     def __init__(self, session_factory: sessionmaker[Session], workspace: Path, state_dir: Path,
-                 outbound: OutboundPolicy) -> None:
+                 outbound: OutboundPolicy, gpus: Sequence[Gpu] = ()) -> None:
+        self.gpus = tuple(gpus)  # found once at start-up: placement needs stable indexes, not live memory figures
         self.outbox = Outbox(session_factory, _signing_key(state_dir), outbound)
-        self.monitor = Monitor(session_factory, workspace, self.outbox)
+        self.monitor = Monitor(session_factory, workspace, self.outbox, self.gpus)
         self.bus = EventBus()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []

@@ -31,12 +31,24 @@ class JobList(BaseModel):
     count: int
 
 
+class RunningJob(BaseModel):
+    job_id: str
+    status: str
+    owner: str
+    env_name: str | None
+    progress: dict[str, Any] | None
+    started_at: datetime | None
+
+
 class TrainingStatus(BaseModel):
+    """The current job (`jobs.current`: the caller's most recent running one first) and every running job."""
+
     status: str
     job_id: str | None
     progress: dict[str, Any] | None
     startup_progress: dict[str, Any]
     job_info: JobPublic | None
+    running_jobs: list[RunningJob] = []
 
 
 class EventPage(BaseModel):

@@ -10,12 +10,11 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from tuneforge.db.models import Job
-from tuneforge.errors import Conflict, Forbidden, NotFound
+from tuneforge.db.models import DeviceLease, Job
+from tuneforge.errors import Forbidden, NotFound
 from tuneforge.services import job_events
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
@@ -39,18 +38,13 @@ def new_id() -> str:
 
 
 def create(db: Session, *, job_id: str, owner: Principal, env_name: str | None, config: dict[str, Any],
-           run_dir: str, output_dir: str, num_processes: int) -> Job:
-    job = Job(id=job_id, state="queued", active_slot=1, owner_id=owner.user_id, owner_name=owner.username,
-              env_name=env_name,
+           run_dir: str, output_dir: str, num_processes: int, gpu_count: int = 0, gpu_ids: list[int] | None = None,
+           priority: int = 0) -> Job:
+    job = Job(id=job_id, state="queued", owner_id=owner.user_id, owner_name=owner.username, env_name=env_name,
               config=config, run_dir=run_dir, output_dir=output_dir, num_processes=num_processes,
-              events_offset=0, next_index=0, startup={})
+              gpu_count=gpu_count, gpu_ids=gpu_ids, priority=priority, events_offset=0, next_index=0, startup={})
     db.add(job)
-    try:
-        db.flush()
-    except IntegrityError as exc:  # another start won the race for the single active slot
-        db.rollback()
-        ensure_none_running(db)
-        raise Conflict("Another job was started at the same moment; try again") from exc
+    db.flush()
     job_events.append(db, job.id, job_events.status_event("queued"))
     return job
 
@@ -69,7 +63,6 @@ def transition(db: Session, job_id: str, to: str, reason: str | None = None, *, 
     now = datetime.now(UTC)
     if to in FINAL:
         fields.setdefault("finished_at", now)
-        fields["active_slot"] = None
     if to == "starting":
         fields.setdefault("started_at", now)
     result = db.execute(
@@ -77,6 +70,8 @@ def transition(db: Session, job_id: str, to: str, reason: str | None = None, *, 
     )
     if result.rowcount != 1:
         return False
+    if to in FINAL:  # its GPUs are free again, however it ended
+        db.execute(delete(DeviceLease).where(DeviceLease.job_id == job_id))
     job_events.append(db, job_id, job_events.status_event(to, reason))
     return True
 
@@ -92,13 +87,20 @@ def live(db: Session) -> list[Job]:
     return list(db.scalars(select(Job).where(Job.state.in_(LIVE)).order_by(Job.created_at)))
 
 
-def active(db: Session) -> Job | None:
-    query = select(Job).where(Job.state.in_(ACTIVE)).order_by(Job.created_at.desc())
-    return db.scalars(query).first()
+def current(db: Session, principal: Principal | None = None) -> Job | None:
+    """The job the tutorial's "current job" routes act on when no `job_id` is given: the caller's own most recent
+    running (or starting) job, else their most recent queued one; without either, anyone's, in the same order."""
+    newest_first = list(db.scalars(select(Job).where(Job.state.in_(ACTIVE)).order_by(Job.created_at.desc())))
+    own = principal.user_id if principal is not None else None
+
+    def rank(job: Job) -> tuple[bool, bool]:
+        return own is None or job.owner_id != own, job.state not in LIVE
+
+    return min(newest_first, key=rank, default=None)  # min keeps the first (newest) of equal rank
 
 
-def current_or_latest(db: Session) -> Job | None:
-    return active(db) or db.scalars(select(Job).order_by(Job.created_at.desc())).first()
+def current_or_latest(db: Session, principal: Principal | None = None) -> Job | None:
+    return current(db, principal) or db.scalars(select(Job).order_by(Job.created_at.desc())).first()
 
 
 def list_all(db: Session, limit: int = 100, state: State | None = None) -> list[Job]:
@@ -106,12 +108,6 @@ def list_all(db: Session, limit: int = 100, state: State | None = None) -> list[
     if state:
         query = query.where(Job.state == state)
     return list(db.scalars(query))
-
-
-def ensure_none_running(db: Session) -> None:
-    running = active(db)
-    if running is not None:
-        raise Conflict(f"Job {running.id} is {running.state}; one job runs at a time. Stop or cancel it first")
 
 
 def ensure_may_steer(job: Job, principal: Principal) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
+
+from tuneforge.services.devices import Gpu
 
 
 class EventBus:
@@ -29,3 +32,14 @@ class EventBus:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._condition.wait(), timeout)
+
+
+class Scheduling(Protocol):
+    """What the HTTP side may ask of the scheduler (`scheduler.runner.Scheduler`), without importing it."""
+
+    bus: EventBus
+    gpus: tuple[Gpu, ...]
+
+    def wake(self) -> None: ...
+
+    async def wait_for_launch(self, job_id: str, timeout: float) -> tuple[str, str | None]: ...

@@ -38,11 +38,11 @@ def masked_webhook(entry: dict[str, Any]) -> dict[str, Any]:
     return masked
 
 
-def target(db: Session, job_id: str | None) -> Job:
-    """The job named, or else the one that is active now (400 when none is)."""
+def target(db: Session, job_id: str | None, principal: Principal | None = None) -> Job:
+    """The job named, or else the current one (`jobs.current`; 400 when no job is active)."""
     if job_id:
         return jobs.get(db, job_id)
-    job = jobs.active(db)
+    job = jobs.current(db, principal)
     if job is None:
         raise BadRequest(NO_ACTIVE_JOB)
     return job

@@ -40,9 +40,18 @@ def commit(output_dir: Path, step: int, state: dict[str, Any]) -> Path:
         os.fsync(handle.fileno())
     final = final_path(output_dir, step)
     if final.exists():  # e.g. a requested checkpoint at the same step as a scheduled one
-        shutil.rmtree(final)
+        _discard(final)
     os.replace(temporary, final)
     return final
+
+
+def _discard(checkpoint: Path) -> None:
+    """Delete a checkpoint so that no crash leaves a part of it under its name: renamed to a temporary name (one
+    atomic step; `rotate` removes leftovers of those), then deleted."""
+    doomed = checkpoint.with_name(runfolder.temporary_checkpoint_name(checkpoint.name.split("-", 1)[-1] + ".discarded"))
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(checkpoint, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def rotate(output_dir: Path, limit: int | None, keep: Path | None = None) -> list[Path]:
@@ -55,7 +64,7 @@ def rotate(output_dir: Path, limit: int | None, keep: Path | None = None) -> lis
     found = [path for _, path in runfolder.checkpoints(output_dir)]
     for path in found[: max(0, len(found) - limit)]:
         if path != keep:
-            shutil.rmtree(path, ignore_errors=True)
+            _discard(path)
             removed.append(path)
     return removed
 

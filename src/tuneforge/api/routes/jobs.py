@@ -12,9 +12,10 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.websockets import WebSocketDisconnect
 
 from tuneforge.api import streams
-from tuneforge.api.deps import DbSession, Requires, SettingsDep
+from tuneforge.api.deps import DbSession, Requires, SchedulerDep, SessionFactory, SettingsDep
 from tuneforge.api.errors import responses
 from tuneforge.api.forms import FormFields
+from tuneforge.api.routes import queue as queue_routes
 from tuneforge.api.routes import training as training_routes
 from tuneforge.errors import NotFound
 from tuneforge.schemas.jobs import (
@@ -23,9 +24,11 @@ from tuneforge.schemas.jobs import (
     JobAction,
     JobList,
     JobPublic,
+    RunningJob,
     StartResponse,
     TrainingStatus,
 )
+from tuneforge.schemas.queue import QueueSubmitted
 from tuneforge.schemas.types import DB_INT_MAX
 from tuneforge.services import checkpoints, job_events, jobs, steering, submission
 from tuneforge.services.permissions import Permission
@@ -43,48 +46,48 @@ EVENT_STREAM = {**responses(404), 200: {"description": "Server-Sent Events", "co
 
 
 @router.post("/api/training/start", status_code=202, response_model=StartResponse,
-             openapi_extra=training_routes.BODY_SCHEMA, responses=responses(404, 409))
-async def training_start(request: Request, fields: FormFields, settings: SettingsDep,
-                         principal: Submitter) -> StartResponse:
-    """Validate (as `validate` does), record the job and launch the trainer. 422 leaves nothing behind."""
-    scheduler = request.app.state.scheduler
-    job_id = await asyncio.to_thread(_submit, request, settings, principal, fields)
-    scheduler.wake()
-    state, reason = await scheduler.wait_for_launch(job_id, timeout=5.0)
-    if state in jobs.LIVE:
-        return StartResponse(job_id=job_id, status="running", state=state, message="Training started")
-    if state == "queued":
-        return StartResponse(job_id=job_id, status="queued", state=state, message="Training queued")
-    # Over already: the launch failed, or someone cancelled it before it started.
-    return StartResponse(job_id=job_id, status=state, state=state, message=f"Training {state}: {reason}")
+             openapi_extra=training_routes.BODY_SCHEMA, responses=responses(404))
+async def training_start(fields: FormFields, session_factory: SessionFactory, settings: SettingsDep,
+                         scheduler: SchedulerDep, principal: Submitter) -> StartResponse:
+    """Validate (as `validate` does) and queue the job; it starts when it fits (`running`), or waits its turn
+    (`queued`, with `queue_position`). 422 leaves nothing behind."""
+    done = await queue_routes.enqueue(session_factory, settings, scheduler, principal, fields)
+    assert done.job_id is not None
+    status = "running" if done.status == "running" else done.status
+    return StartResponse(job_id=done.job_id, status=status, state="starting" if status == "running" else status,
+                         message=done.message + (f": {done.reason}" if done.reason else ""),
+                         queue_position=done.queue_position, allocated_gpus=done.allocated_gpus)
 
 
-def _submit(request: Request, settings: SettingsDep, principal: Principal, fields: dict) -> str:
-    with request.app.state.session_factory() as db:
-        return submission.submit(db, settings, principal, fields).id
+def _job_id(fields: dict, job_id: str | None) -> str | None:
+    """A current-job route's `job_id`, as a query parameter or a form field; none: `jobs.current`."""
+    given = job_id or fields.get("job_id")
+    return str(given) if given else None
 
 
 @router.post("/api/training/cancel", response_model=JobAction, responses=responses(404, 409))
-def training_cancel(db: DbSession, fields: FormFields, principal: Steerer) -> JobAction:
-    """Cancel at once (form field `job_id` optional: the active job by default)."""
-    job_id = fields.get("job_id") or None
-    return steering.cancel(db, steering.target(db, str(job_id) if job_id else None), principal)
+def training_cancel(db: DbSession, fields: FormFields, principal: Steerer, job_id: str | None = None) -> JobAction:
+    """Cancel at once (`job_id` optional: the current job, see `GET /api/training/status`)."""
+    return steering.cancel(db, steering.target(db, _job_id(fields, job_id), principal), principal)
 
 
 @router.get("/api/training/status", response_model=TrainingStatus)
-def training_status(db: DbSession, _: Viewer) -> TrainingStatus:
-    job = jobs.current_or_latest(db)
+def training_status(db: DbSession, principal: Viewer) -> TrainingStatus:
+    """The current job (the caller's most recent running job, else anyone's, else the latest) and all running."""
+    running = [RunningJob(job_id=j.id, status=j.state, owner=j.owner_name, env_name=j.env_name, progress=j.progress,
+                          started_at=j.started_at) for j in jobs.live(db)]
+    job = jobs.current_or_latest(db, principal)
     if job is None:
         return TrainingStatus(status="idle", job_id=None, progress=None, startup_progress={}, job_info=None)
     info = steering.public(job)
     return TrainingStatus(status=job.state, job_id=job.id, progress=job.progress,
-                          startup_progress=info.startup_progress, job_info=info)
+                          startup_progress=info.startup_progress, job_info=info, running_jobs=running)
 
 
 @router.get("/api/training/events", response_model=EventPage, responses=responses(404))
-def training_events(db: DbSession, _: Viewer, since_index: SinceIndex = 0, job_id: str | None = None,
+def training_events(db: DbSession, principal: Viewer, since_index: SinceIndex = 0, job_id: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> EventPage:
-    job = jobs.get(db, job_id) if job_id else jobs.current_or_latest(db)
+    job = jobs.get(db, job_id) if job_id else jobs.current_or_latest(db, principal)
     if job is None:
         return EventPage(events=[], job_id=None, next_index=since_index)
     return _page(db, job.id, since_index, limit)
@@ -141,25 +144,29 @@ async def training_events_ws(websocket: WebSocket, _: Viewer, since_index: Since
         return
 
 
-@router.post("/api/training/stop", response_model=JobAction, responses=responses(409))
-def training_stop(db: DbSession, principal: Steerer) -> JobAction:
-    return steering.stop(db, steering.target(db, None), principal)
+@router.post("/api/training/stop", response_model=JobAction, responses=responses(404, 409))
+def training_stop(db: DbSession, fields: FormFields, principal: Steerer, job_id: str | None = None) -> JobAction:
+    return steering.stop(db, steering.target(db, _job_id(fields, job_id), principal), principal)
 
 
-@router.post("/api/training/validation/run", status_code=202, response_model=JobAction, responses=responses(409))
-def training_validation(db: DbSession, principal: Steerer) -> JobAction:
-    return steering.trigger(db, steering.target(db, None), "validate", principal)
+@router.post("/api/training/validation/run", status_code=202, response_model=JobAction,
+             responses=responses(404, 409))
+def training_validation(db: DbSession, fields: FormFields, principal: Steerer,
+                        job_id: str | None = None) -> JobAction:
+    return steering.trigger(db, steering.target(db, _job_id(fields, job_id), principal), "validate", principal)
 
 
-@router.post("/api/training/checkpoint/run", status_code=202, response_model=JobAction, responses=responses(409))
-def training_checkpoint(db: DbSession, principal: Steerer) -> JobAction:
-    return steering.trigger(db, steering.target(db, None), "checkpoint", principal)
+@router.post("/api/training/checkpoint/run", status_code=202, response_model=JobAction,
+             responses=responses(404, 409))
+def training_checkpoint(db: DbSession, fields: FormFields, principal: Steerer,
+                        job_id: str | None = None) -> JobAction:
+    return steering.trigger(db, steering.target(db, _job_id(fields, job_id), principal), "checkpoint", principal)
 
 
 @router.get("/api/training/checkpoints", response_model=CheckpointList, responses=responses(404))
 @router.post("/api/training/checkpoints", response_model=CheckpointList, responses=responses(404))
-def training_checkpoints(db: DbSession, _: Viewer, job_id: str | None = None) -> CheckpointList:
-    job = jobs.get(db, job_id) if job_id else jobs.current_or_latest(db)
+def training_checkpoints(db: DbSession, principal: Viewer, job_id: str | None = None) -> CheckpointList:
+    job = jobs.get(db, job_id) if job_id else jobs.current_or_latest(db, principal)
     if job is None:
         return CheckpointList(output_dir=None, checkpoints=[], total=0)
     found = checkpoints.list_for(Path(job.output_dir))
@@ -183,6 +190,20 @@ def job_events_page(job_id: str, db: DbSession, _: Viewer, since_index: SinceInd
                     limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> EventPage:
     jobs.get(db, job_id)
     return _page(db, job_id, since_index, limit)
+
+
+@router.post("/api/jobs/{job_id}/resume", response_model=QueueSubmitted, responses=responses(404, 409))
+async def job_resume(job_id: str, session_factory: SessionFactory, settings: SettingsDep, scheduler: SchedulerDep,
+                     principal: Submitter) -> QueueSubmitted:
+    """A new job from the last checkpoint of a stopped, failed or cancelled one (its settings, queued as usual)."""
+
+    def fields_and_env() -> tuple[dict, str | None]:
+        with session_factory() as db:
+            old = jobs.get(db, job_id)
+            return submission.resume_fields(old), old.env_name
+
+    fields, env = await asyncio.to_thread(fields_and_env)
+    return await queue_routes.enqueue(session_factory, settings, scheduler, principal, fields, env=env)
 
 
 @router.post("/api/jobs/{job_id}/stop", response_model=JobAction, responses=responses(404, 409))

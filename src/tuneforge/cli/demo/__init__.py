@@ -92,7 +92,7 @@ def _train(client: httpx.Client, server: ServerProcess, workspace: Path, steps: 
     validate(client, demo)
     job_id = start(client)
     try:
-        job = follow(client, server, job_id)
+        job = follow(client, job_id, server)
     finally:
         # Whatever ended the wait (Ctrl-C, a lost stream): the trainer runs in a session of its own and would
         # outlive the demo's server.

@@ -19,8 +19,9 @@ from tuneforge.services.jobs import FINAL
 STREAM_RETRIES = 5
 
 
-def follow(client: httpx.Client, server: ServerProcess, job_id: str) -> dict[str, Any]:
-    """Render the job's events until it is over and return the job; the stream resumes where it dropped."""
+def follow(client: httpx.Client, job_id: str, server: ServerProcess | None = None) -> dict[str, Any]:
+    """Render the job's events until it is over and return the job; the stream resumes where it dropped.
+    `server`: the one the demo started, whose exit ends the wait at once (a remote server is retried)."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[loss]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
@@ -34,7 +35,7 @@ def follow(client: httpx.Client, server: ServerProcess, job_id: str) -> dict[str
                     failures = 0
             except httpx.HTTPError as exc:
                 failures += 1
-                if server.process.poll() is not None:
+                if server is not None and server.process.poll() is not None:
                     raise CliError("The server stopped while training was running", server.log_tail()) from exc
                 if failures > STREAM_RETRIES:
                     raise CliError(f"Lost the event stream {failures} times in a row: {exc}") from exc
