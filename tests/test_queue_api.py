@@ -54,6 +54,8 @@ def test_tutorial_limits_and_stats(admin_client, make_user):
     assert (only_jobs["local_gpu_max_concurrent"], only_jobs["local_job_max_concurrent"]) == (6, 3), "rest kept"
     unlimited = admin_client.post("/api/queue/concurrency", json={"local_gpu_max_concurrent": None}).json()
     assert unlimited["local_gpu_max_concurrent"] is None
+    kept = admin_client.post("/api/queue/concurrency", json={"local_job_max_concurrent": None})
+    assert kept.json()["local_job_max_concurrent"] == 3, "the job limit has no 'unlimited': null changes nothing"
     below = admin_client.post("/api/queue/concurrency", json={"local_job_max_concurrent": -1})
     assert below.status_code == 422 and below.json()["errors"][0]["field"] == "local_job_max_concurrent"
     researcher = make_user("res", "researcher")
@@ -147,3 +149,12 @@ def test_trainers_see_their_leased_gpus_by_the_servers_own_names():
     assert queue.cuda_visible_devices((0, 2), renamed) == "2,7"
     assert queue.cuda_visible_devices((1,), renamed) == "GPU-abc"
     assert queue.cuda_visible_devices((), renamed) == "", "a CPU job sees no GPU"
+
+
+def test_resume_needs_an_ended_job_with_a_checkpoint(admin_client, environment, busy):
+    assert admin_client.post(f"/api/jobs/{busy}/resume").status_code == 409, "still running"
+    queued = submit(admin_client).json()["job_id"]
+    admin_client.post(f"/api/queue/{queued}/cancel")
+    refused = admin_client.post(f"/api/jobs/{queued}/resume")
+    assert refused.status_code == 409 and "no checkpoint" in refused.json()["detail"]
+    assert admin_client.post("/api/jobs/nope/resume").status_code == 404

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from tuneforge.schemas.configs import EnvPathName
 from tuneforge.schemas.types import WHOLE_NUMBER
 
 Priority = Annotated[int, Field(ge=-1000, le=1000, description="Higher starts first"), WHOLE_NUMBER]
 Limit = Annotated[int, Field(ge=0, le=10_000), WHOLE_NUMBER]
+LIMIT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 10_000}
 
 
 class _Request(BaseModel):
@@ -39,7 +40,15 @@ class QueueSubmitted(BaseModel):
 
 class ConcurrencyUpdate(_Request):
     local_gpu_max_concurrent: Limit | None = Field(None, description="GPUs all local jobs may hold; null: no limit")
-    local_job_max_concurrent: Limit | None = Field(None, description="Local jobs running at once (0 pauses)")
+    # Left out (or null, which the schema does not offer): unchanged.
+    local_job_max_concurrent: Annotated[Limit | None, WithJsonSchema(LIMIT_SCHEMA)] = Field(
+        None, description="Local jobs running at once (0 pauses)")
+
+    def changes(self) -> dict[str, int | None]:
+        given = self.model_dump(include=self.model_fields_set)
+        if given.get("local_job_max_concurrent") is None:
+            given.pop("local_job_max_concurrent", None)
+        return given
 
 
 class Concurrency(BaseModel):

@@ -103,7 +103,10 @@ def inventory(db: Session, gpus: Sequence[Gpu]) -> Inventory:
 
 def plan(db: Session, gpus: Sequence[Gpu], extra: Sequence[Want] = ()) -> Plan:
     """What would start now (with `extra`, jobs not queued yet: `no_wait` and dry runs ask this)."""
-    return place([*map(want, queued(db)), *extra], inventory(db, gpus), limits(db), datetime.now(UTC))
+    line = [*map(want, queued(db)), *extra]
+    if not line:  # the scheduler asks several times a second: an empty queue costs one query
+        return Plan()
+    return place(line, inventory(db, gpus), limits(db), datetime.now(UTC))
 
 
 def positions(db: Session) -> dict[str, int]:

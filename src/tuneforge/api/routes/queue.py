@@ -108,7 +108,7 @@ async def submit_job(data: QueueSubmit, session_factory: SessionFactory, setting
 @router.post("/concurrency", response_model=Concurrency)
 def set_concurrency(data: ConcurrencyUpdate, db: DbSession, scheduler: SchedulerDep, _: Manager) -> Concurrency:
     """Change the limits; queued jobs that now fit start at once. Fields left out keep their value."""
-    current = queue.set_limits(db, data.model_dump(include=data.model_fields_set))
+    current = queue.set_limits(db, data.changes())
     db.commit()
     scheduler.wake()
     return Concurrency(local_gpu_max_concurrent=current.gpus, local_job_max_concurrent=current.jobs)
