@@ -54,8 +54,8 @@ def test_tutorial_limits_and_stats(admin_client, make_user):
     assert (only_jobs["local_gpu_max_concurrent"], only_jobs["local_job_max_concurrent"]) == (6, 3), "rest kept"
     unlimited = admin_client.post("/api/queue/concurrency", json={"local_gpu_max_concurrent": None}).json()
     assert unlimited["local_gpu_max_concurrent"] is None
-    kept = admin_client.post("/api/queue/concurrency", json={"local_job_max_concurrent": None})
-    assert kept.json()["local_job_max_concurrent"] == 3, "the job limit has no 'unlimited': null changes nothing"
+    null = admin_client.post("/api/queue/concurrency", json={"local_job_max_concurrent": None})
+    assert null.status_code == 422 and null.json()["errors"][0]["field"] == "local_job_max_concurrent", null.text
     below = admin_client.post("/api/queue/concurrency", json={"local_job_max_concurrent": -1})
     assert below.status_code == 422 and below.json()["errors"][0]["field"] == "local_job_max_concurrent"
     researcher = make_user("res", "researcher")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from tuneforge.schemas.configs import EnvPathName
 from tuneforge.schemas.types import WHOLE_NUMBER
@@ -40,15 +40,19 @@ class QueueSubmitted(BaseModel):
 
 class ConcurrencyUpdate(_Request):
     local_gpu_max_concurrent: Limit | None = Field(None, description="GPUs all local jobs may hold; null: no limit")
-    # Left out (or null, which the schema does not offer): unchanged.
+    # Left out: unchanged. There is no unlimited job count, so no null either.
     local_job_max_concurrent: Annotated[Limit | None, WithJsonSchema(LIMIT_SCHEMA)] = Field(
         None, description="Local jobs running at once (0 pauses)")
 
+    @field_validator("local_job_max_concurrent")
+    @classmethod
+    def _a_number(cls, value: int | None) -> int | None:
+        if value is None:
+            raise ValueError("must be a whole number (there is no unlimited job count); leave it out to keep it")
+        return value
+
     def changes(self) -> dict[str, int | None]:
-        given = self.model_dump(include=self.model_fields_set)
-        if given.get("local_job_max_concurrent") is None:
-            given.pop("local_job_max_concurrent", None)
-        return given
+        return self.model_dump(include=self.model_fields_set)
 
 
 class Concurrency(BaseModel):
