@@ -66,3 +66,11 @@ def test_what_could_never_run_is_named():
     assert never_fits(queued("x", 1, (0,)), [], Limits()) == "GPU(s) 0 do not exist on this machine (GPUs: none)"
     assert "allows 2" in never_fits(queued("x", 4), range(8), Limits(gpus=2))
     assert never_fits(queued("x", 0), [], Limits()) is None
+
+
+def test_a_job_that_cannot_fit_here_any_more_holds_up_no_one():
+    lowered = Limits(jobs=4, gpus=2)  # it asked for 4 before the limit came down
+    old = [queued("big", 4, minutes_ago=RESERVE_AFTER.total_seconds() / 60 + 1), queued("small", 1)]
+    plan = place(old, EIGHT, lowered, NOW)
+    assert plan.starts == {"small": (0,)}
+    assert plan.waiting["big"] == "needs 4 GPU(s); local_gpu_max_concurrent allows 2"

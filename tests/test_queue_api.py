@@ -9,6 +9,7 @@ import pytest
 
 from e2e_support import prepare_workspace, run_fields
 from scheduler_support import add_running_stand_in
+from tuneforge.scheduler import launcher
 from tuneforge.services import queue
 from tuneforge.services.devices import Gpu
 from tuneforge.services.placement import Limits
@@ -110,6 +111,8 @@ def test_bad_submissions_are_clear_and_change_nothing(admin_client, environment,
     assert no_gpu.status_code == 422, no_gpu.text
     assert "do not exist on this machine (GPUs: none)" in no_gpu.json()["detail"]
     assert no_gpu.json()["errors"][0]["field"] == "gpu_ids"
+    twice = admin_client.post("/api/training/start", data={"--gpu_ids": "0,0"})
+    assert twice.status_code == 422 and "names a GPU twice" in twice.text
     viewer = make_user("viewer1", "viewer")
     assert submit(viewer).status_code == 403
     researcher = make_user("res2", "researcher")
@@ -151,10 +154,16 @@ def test_trainers_see_their_leased_gpus_by_the_servers_own_names():
     assert queue.cuda_visible_devices((), renamed) == "", "a CPU job sees no GPU"
 
 
-def test_resume_needs_an_ended_job_with_a_checkpoint(admin_client, environment, busy):
+def test_resume_needs_an_ended_job_with_a_checkpoint(admin_client, environment, busy, make_user):
     assert admin_client.post(f"/api/jobs/{busy}/resume").status_code == 409, "still running"
     queued = submit(admin_client).json()["job_id"]
     admin_client.post(f"/api/queue/{queued}/cancel")
     refused = admin_client.post(f"/api/jobs/{queued}/resume")
     assert refused.status_code == 409 and "no checkpoint" in refused.json()["detail"]
     assert admin_client.post("/api/jobs/nope/resume").status_code == 404
+    assert make_user("res4", "researcher").post(f"/api/jobs/{queued}/resume").status_code == 403, "not theirs"
+
+
+def test_a_multi_process_trainer_keeps_to_its_lease_whatever_its_accelerate_file_says(tmp_path):
+    command = launcher.trainer_command(tmp_path, 2, str(tmp_path / "accelerate.yaml"))
+    assert command[command.index("--gpu_ids") + 1] == "all", "accelerate would set CUDA_VISIBLE_DEVICES itself"

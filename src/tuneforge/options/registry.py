@@ -39,7 +39,14 @@ def gpu_id_list(value: Any) -> Any:
     return value
 
 
-GpuIds = Annotated[list[Annotated[int, Field(ge=0, le=1023)]] | None, BeforeValidator(gpu_id_list)]
+def distinct_ids(value: list[int] | None) -> list[int] | None:
+    if value is not None and len(set(value)) != len(value):
+        raise ValueError("names a GPU twice: list each one once, e.g. 0,1")
+    return value
+
+
+GpuIds = Annotated[list[Annotated[int, Field(ge=0, le=1023)]] | None, BeforeValidator(gpu_id_list),
+                   AfterValidator(distinct_ids)]
 
 
 def known_family(value: str) -> str:

@@ -15,7 +15,9 @@ from tuneforge import runfolder
 def trainer_command(run_dir: Path, num_processes: int = 1, accelerate_config: str | None = None) -> list[str]:
     if num_processes <= 1:
         return [sys.executable, "-m", "tuneforge.trainer", str(run_dir)]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
+    # `--gpu_ids all`: the GPUs are the ones CUDA_VISIBLE_DEVICES (the lease) shows, whatever the config file says.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+              "--gpu_ids", "all"]
     launch += ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
     return [*launch, "-m", "tuneforge.trainer", str(run_dir)]
 

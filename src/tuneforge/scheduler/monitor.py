@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge import runfolder
@@ -78,7 +79,13 @@ class Monitor:
         """Start the queued jobs that fit now (`services.placement`), each on the GPUs it is leased."""
         started = queue.plan(db, self.gpus).starts
         for job_id, devices in started.items():
-            self._launch(db, jobs.get(db, job_id), devices)
+            try:
+                self._launch(db, jobs.get(db, job_id), devices)
+            except SQLAlchemyError:  # one job's launch must never stop the watching of all the others
+                db.rollback()
+                log.exception("could not launch job %s", job_id)
+                jobs.transition(db, job_id, "failed", reason="could not lease its GPUs (see the server log)")
+                db.commit()
         return bool(started)
 
     def _launch(self, db: Session, job: Job, devices: tuple[int, ...]) -> None:
@@ -92,7 +99,9 @@ class Monitor:
         run_dir = Path(job.run_dir)
         processes = len(devices) or job.num_processes
         command = launcher.trainer_command(run_dir, processes, job.config.get("accelerate_config") or None)
-        environment = {"CUDA_VISIBLE_DEVICES": queue.cuda_visible_devices(devices, self.gpus)}
+        # The lease decides the GPUs, numbered as NVML (and so the API) numbers them.
+        environment = {"CUDA_VISIBLE_DEVICES": queue.cuda_visible_devices(devices, self.gpus),
+                       "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
         try:
             process = launcher.launch(command, run_dir, self.workspace, environment)
         except OSError as exc:

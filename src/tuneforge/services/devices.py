@@ -7,12 +7,14 @@ exactly that GPU.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 GIB = 1024**3
+log = logging.getLogger("tuneforge.devices")
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,11 @@ def discover() -> list[Gpu]:
     with _nvml() as nvml:
         if nvml is None:
             return []
-        found = [_describe(nvml, physical) for physical in range(nvml.nvmlDeviceGetCount())]
+        try:
+            found = [_describe(nvml, physical) for physical in range(nvml.nvmlDeviceGetCount())]
+        except nvml.NVMLError as exc:  # a GPU fallen off the bus, no permission: say so, serve without GPUs
+            log.warning("NVML could not describe this machine's GPUs, treating it as having none: %s", exc)
+            return []
     if visible is None:
         return [Gpu(i, str(i), *rest) for i, (_, _, *rest) in enumerate(found)]
     by_id = {key: gpu for gpu in found for key in gpu[:2]}  # an entry may name a GPU by index or by UUID
@@ -82,6 +88,9 @@ def _describe(nvml, physical: int) -> tuple:
         utilization = nvml.nvmlDeviceGetUtilizationRates(handle).gpu
     except nvml.NVMLError:
         utilization = None
-    name = nvml.nvmlDeviceGetName(handle)
-    return (str(physical), nvml.nvmlDeviceGetUUID(handle), name.decode() if isinstance(name, bytes) else name,
+    return (str(physical), _text(nvml.nvmlDeviceGetUUID(handle)), _text(nvml.nvmlDeviceGetName(handle)),
             memory.total, memory.free, utilization)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value  # older NVML bindings answer bytes

@@ -4,7 +4,8 @@ Jobs are considered in priority order (higher first), then in the order they wer
 slot is free (`local_job_max_concurrent`), its GPUs are free (the ones it names, or any with `any_gpu`) and they fit
 under `local_gpu_max_concurrent`. A job that does not fit yet does not hold up the jobs behind it (they may start on
 what is free: backfilling), until it has waited `RESERVE_AFTER`: from then on nothing behind it starts, so the
-running jobs drain until it fits. On a machine without GPUs the CPU hosts the jobs; only the job limit applies.
+running jobs drain until it fits (a job that cannot fit on this machine at all, after a limit was lowered or a GPU
+went, waits without holding up anyone). On a machine without GPUs the CPU hosts the jobs; only the job limit applies.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def place(queue: Sequence[Want], inventory: Inventory, limits: Limits, now: date
             continue
         why, devices = _fit(want, free, running, gpus_in_use, limits)
         if why is not None:
-            plan.waiting[want.job_id] = why
-            if now - want.queued_at >= RESERVE_AFTER:
+            impossible = never_fits(want, inventory.devices, limits)  # the limit was lowered, a GPU is gone
+            plan.waiting[want.job_id] = impossible or why
+            if impossible is None and now - want.queued_at >= RESERVE_AFTER:
                 reserved_for = want.job_id
             continue
         plan.starts[want.job_id] = devices

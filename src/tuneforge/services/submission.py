@@ -32,6 +32,8 @@ class Request:
     no_wait: bool = False
     dry_run: bool = False
     priority: int = 0
+    # A resume's earlier config: the hooks in it count as set already, and the environment's file is left as it is.
+    resuming: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def submit(db: Session, settings: Settings, principal: Principal, fields: dict[s
     """Queue a job from an environment (the active one unless named) overlaid with `fields`.
 
     Raises Invalid (nothing recorded) when the config would not train, or could never run on this machine."""
-    ensure_may_set_hooks(principal, fields)
+    ensure_may_set_hooks(principal, fields, how.resuming)
     job_id = jobs.new_id()
     report = validation.validate(settings, env=env, overrides=fields, job_id=job_id)
     report.raise_if_invalid()
@@ -76,7 +78,7 @@ def submit(db: Session, settings: Settings, principal: Principal, fields: dict[s
     except Exception:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    if spec.environment:  # as the tutorial says: the resolved settings become the environment's config
+    if spec.environment and how.resuming is None:  # as the tutorial says: the resolved settings become its config
         configs.save_config(settings, spec.environment, storable)
     return Outcome(job, "queued", now.starts.get(job_id, ()), now.waiting.get(job_id))
 

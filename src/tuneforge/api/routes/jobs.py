@@ -197,13 +197,15 @@ async def job_resume(job_id: str, session_factory: SessionFactory, settings: Set
                      principal: Submitter) -> QueueSubmitted:
     """A new job from the last checkpoint of a stopped, failed or cancelled one (its settings, queued as usual)."""
 
-    def fields_and_env() -> tuple[dict, str | None]:
+    def earlier() -> tuple[dict, dict, str | None]:
         with session_factory() as db:
             old = jobs.get(db, job_id)
-            return submission.resume_fields(old), old.env_name
+            jobs.ensure_may_steer(old, principal)  # your own job, or anyone's with job.cancel.all
+            return submission.resume_fields(old), old.config, old.env_name
 
-    fields, env = await asyncio.to_thread(fields_and_env)
-    return await queue_routes.enqueue(session_factory, settings, scheduler, principal, fields, env=env)
+    fields, config, env = await asyncio.to_thread(earlier)
+    how = submission.Request(resuming=config)
+    return await queue_routes.enqueue(session_factory, settings, scheduler, principal, fields, env=env, how=how)
 
 
 @router.post("/api/jobs/{job_id}/stop", response_model=JobAction, responses=responses(404, 409))

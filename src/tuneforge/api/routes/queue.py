@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge.api.deps import DbSession, Requires, SchedulerDep, SessionFactory, SettingsDep
 from tuneforge.api.errors import responses
-from tuneforge.errors import Forbidden
+from tuneforge.errors import Conflict, Forbidden
 from tuneforge.schemas.jobs import JobAction
 from tuneforge.schemas.queue import (
     Concurrency,
@@ -126,4 +126,7 @@ def set_priority(job_id: str, data: PriorityUpdate, db: DbSession, scheduler: Sc
     queue.set_priority(db, jobs.get(db, job_id), data.priority)
     db.commit()
     scheduler.wake()
-    return next(QueueEntry(**entry) for entry in queue.entries(db, scheduler.gpus) if entry["job_id"] == job_id)
+    entry = next((e for e in queue.entries(db, scheduler.gpus) if e["job_id"] == job_id), None)
+    if entry is None:  # cancelled or over between the change and this answer
+        raise Conflict(f"Job {job_id} has left the queue")
+    return QueueEntry(**entry)
