@@ -95,9 +95,13 @@ def want(job: Job) -> Want:
     return Want(job.id, job.gpu_count, ids, job.priority, job.created_at)
 
 
+def running_jobs(db: Session) -> int:
+    return db.scalar(select(func.count()).select_from(Job).where(Job.state.in_(jobs.LIVE))) or 0
+
+
 def inventory(db: Session, gpus: Sequence[Gpu]) -> Inventory:
     leased = frozenset(db.scalars(select(DeviceLease.device_index)))
-    running = db.scalar(select(func.count()).select_from(Job).where(Job.state.in_(jobs.LIVE))) or 0
+    running = running_jobs(db)
     return Inventory(tuple(gpu.index for gpu in gpus), leased, running)
 
 
@@ -138,7 +142,7 @@ def cuda_visible_devices(devices: Sequence[int], gpus: Sequence[Gpu]) -> str:
 
 def allocation(db: Session, gpus: Sequence[Gpu]) -> dict[str, Any]:
     held = leases(db)
-    running = db.scalar(select(func.count()).select_from(Job).where(Job.state.in_(jobs.LIVE))) or 0
+    running = running_jobs(db)
     return {
         "allocated_gpus": sorted(index for index in held if index in {gpu.index for gpu in gpus}),
         "available_gpus": [gpu.index for gpu in gpus if gpu.index not in held],
