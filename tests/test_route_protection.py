@@ -65,3 +65,15 @@ def test_docs_are_served(anonymous):
     assert anonymous.get("/redoc").status_code == 200
     info = anonymous.get("/openapi.json").json()["info"]
     assert info["title"] == "tuneforge"
+
+
+def test_the_page_and_its_files_are_public_hold_no_data_and_run_only_their_own_scripts(anonymous):
+    page = anonymous.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "admin" not in page.text.lower(), "the page is the same for everyone: data comes from the API"
+    assert anonymous.get("/ui/assets/js/app.js").status_code == 200
+    assert anonymous.get("/ui/vendor/swagger-ui-bundle.js").status_code == 200
+    for escape in ("/ui/assets/%2e%2e/__init__.py", "/ui/assets/../__init__.py", "/ui/vendor/%2e%2e/core.py"):
+        assert anonymous.get(escape).status_code == 404, escape

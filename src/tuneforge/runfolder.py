@@ -7,8 +7,8 @@
                    the trainer when it takes it and deleted once carried out; what is left when the run ends, the
                    server reports as not carried out;
 - `trainer.log`    the trainer's stdout and stderr; `pid` its process id.
-The trainer's exit codes and the naming of the checkpoints it writes into its output folder are part of the
-contract too: the server lists checkpoints and decides a job's end from them.
+The trainer's exit codes and the naming of the checkpoints and validation images it writes into its output folder are
+part of the contract too: the server lists and serves them and decides a job's end from them.
 """
 
 from __future__ import annotations
@@ -167,6 +167,29 @@ def find_checkpoint(output_dir: Path, value: str | None) -> Path | None:
 
 def checkpoint_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((Path(checkpoint) / CHECKPOINT_STATE_FILE).read_text(encoding="utf-8"))
+
+
+# --- validation images in the output folder --------------------------------------------------------------------------
+# `validation/step-<step>/<index>-<W>x<H>.png`, and the previews of that validation's sampling under `previews/`.
+
+VALIDATION_DIR = "validation"
+PREVIEW_DIR = "previews"
+_VALIDATION_STEP = re.compile(r"^step-(\d+)$")
+
+
+def validation_folder(step: int) -> str:
+    """Relative to the output folder."""
+    return f"{VALIDATION_DIR}/step-{step}"
+
+
+def validation_step(folder_name: str) -> int | None:
+    match = _VALIDATION_STEP.match(folder_name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoint_step(folder_name: str) -> int | None:
+    match = _CHECKPOINT.match(folder_name)
+    return int(match.group(1)) if match else None
 
 
 # --- reading what the trainer wrote ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from tuneforge import __version__, workspace
 from tuneforge.api import errors, openapi
 from tuneforge.api.deps import authenticate
 from tuneforge.api.limits import BodyLimit
-from tuneforge.api.routes import auth, configs, datasets, jobs, queue, system, users
+from tuneforge.api.routes import artifacts, auth, configs, datasets, jobs, queue, system, users, web
 from tuneforge.api.routes import training as training_routes
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import upgrade_to_head
@@ -73,6 +73,8 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
         dependencies=[Depends(authenticate)],
+        docs_url=None,  # served from local files by routes.web
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.state.settings = settings
@@ -88,8 +90,10 @@ def create_app(settings: Settings, start_env: str | None = None) -> FastAPI:
     app.include_router(configs.router)
     app.include_router(training_routes.router)
     app.include_router(jobs.router)
+    app.include_router(artifacts.router)
     app.include_router(queue.router)
     app.include_router(datasets.router)
+    web.install(app)
     return app
 
 

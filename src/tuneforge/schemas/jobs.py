@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class JobPublic(BaseModel):
@@ -24,11 +24,17 @@ class JobPublic(BaseModel):
     startup_progress: dict[str, Any]
     log_tail: list[str] | None
     config: dict[str, Any]
+    gpu_count: int = 0
+    devices: list[int] = Field([], description="The GPUs leased to it while it runs (NVML indexes)")
+    may_steer: bool | None = Field(None, description="Whether the caller may stop, cancel, checkpoint or validate "
+                                   "it (null where the answer does not say)")
 
 
 class JobList(BaseModel):
     jobs: list[JobPublic]
-    count: int
+    count: int = Field(description="Jobs on this page")
+    total: int = Field(0, description="Jobs matching the filters in all")
+    offset: int = 0
 
 
 class RunningJob(BaseModel):
@@ -85,3 +91,32 @@ class CheckpointList(BaseModel):
     output_dir: str | None
     checkpoints: list[CheckpointPublic]
     total: int
+
+
+class JobFilePublic(BaseModel):
+    path: str = Field(description="For GET /api/jobs/{job_id}/files/{path}: `output/...` or `run/trainer.log`")
+    kind: str = Field(description="weights, file, folder, checkpoint, validation, preview or log")
+    size_bytes: int
+    modified_at: datetime
+    step: int | None = Field(None, description="The training step of a checkpoint or validation image")
+    url: str
+    is_folder: bool = Field(description="Downloaded as a zip")
+
+
+class JobFileList(BaseModel):
+    job_id: str
+    files: list[JobFilePublic]
+    total: int
+    offset: int
+
+
+class MetricSeries(BaseModel):
+    """The job's loss and learning rate by step, averaged into at most `max_points` points."""
+
+    job_id: str
+    step: list[int]
+    loss: list[float | None]
+    learning_rate: list[float | None]
+    bucket_size: int = Field(description="Progress reports averaged into each point")
+    reports: int = Field(description="Progress reports in all")
+    next_index: int = Field(description="Follow the event stream from this index for what comes after")

@@ -24,14 +24,51 @@ def append(db: Session, job_id: str, envelope: dict[str, Any]) -> dict[str, Any]
     return payload
 
 
-def since(db: Session, job_id: str, start: int = 0, limit: int = 500) -> list[dict[str, Any]]:
-    query = (
-        select(JobEvent.payload)
-        .where(JobEvent.job_id == job_id, JobEvent.index >= start)
-        .order_by(JobEvent.index)
-        .limit(limit)
-    )
+SEVERITIES = ("debug", "info", "success", "warning", "error")  # least to most severe
+
+
+def since(db: Session, job_id: str, start: int = 0, limit: int = 500,
+          min_severity: str | None = None) -> list[dict[str, Any]]:
+    query = select(JobEvent.payload).where(JobEvent.job_id == job_id, JobEvent.index >= start)
+    query = _at_least(query, min_severity).order_by(JobEvent.index).limit(limit)
     return list(db.scalars(query))
+
+
+def before(db: Session, job_id: str, end: int, limit: int = 500,
+           min_severity: str | None = None) -> list[dict[str, Any]]:
+    """The last `limit` events below index `end`, in order: a long log read backwards, a page at a time."""
+    query = select(JobEvent.payload).where(JobEvent.job_id == job_id, JobEvent.index < end)
+    query = _at_least(query, min_severity).order_by(JobEvent.index.desc()).limit(limit)
+    return list(reversed(db.scalars(query).all()))
+
+
+def _at_least(query, min_severity: str | None):
+    if not min_severity:
+        return query
+    return query.where(JobEvent.severity.in_(SEVERITIES[SEVERITIES.index(min_severity):]))
+
+
+def series(db: Session, job_id: str, end: int, max_points: int) -> dict[str, list]:
+    """Step, loss and learning rate of the progress events below index `end`, averaged into at most `max_points`
+    buckets of consecutive reports (the database sends three numbers a report, not the events)."""
+    progress = JobEvent.payload["progress"]
+    query = (
+        select(progress["step"].as_integer(), progress["loss"].as_float(), progress["learning_rate"].as_float())
+        .where(JobEvent.job_id == job_id, JobEvent.type == "training.progress", JobEvent.index < end)
+        .order_by(JobEvent.index)
+    )
+    rows = db.execute(query).all()
+    size = max(1, -(-len(rows) // max_points))
+    buckets = [rows[i:i + size] for i in range(0, len(rows), size)]
+    return {"step": [bucket[-1][0] for bucket in buckets],
+            "loss": [_mean(row[1] for row in bucket) for bucket in buckets],
+            "learning_rate": [_mean(row[2] for row in bucket) for bucket in buckets],
+            "bucket_size": size, "reports": len(rows)}
+
+
+def _mean(values) -> float | None:
+    known = [value for value in values if value is not None]
+    return sum(known) / len(known) if known else None
 
 
 def get(db: Session, job_id: str, index: int) -> dict[str, Any] | None:

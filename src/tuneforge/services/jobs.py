@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tuneforge.db.models import DeviceLease, Job
@@ -103,11 +103,25 @@ def current_or_latest(db: Session, principal: Principal | None = None) -> Job | 
     return current(db, principal) or db.scalars(select(Job).order_by(Job.created_at.desc())).first()
 
 
-def list_all(db: Session, limit: int = 100, state: State | None = None) -> list[Job]:
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+def list_all(db: Session, limit: int = 100, state: State | None = None, owner: str | None = None,
+             offset: int = 0) -> tuple[list[Job], int]:
+    """A page of jobs, newest first, and how many match in all."""
+    query = select(Job)
     if state:
         query = query.where(Job.state == state)
-    return list(db.scalars(query))
+    if owner:
+        query = query.where(Job.owner_name == owner)
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
+    return list(db.scalars(page)), total
+
+
+def may_steer(job: Job, principal: Principal) -> bool:
+    try:
+        ensure_may_steer(job, principal)
+    except Forbidden:
+        return False
+    return True
 
 
 def ensure_may_steer(job: Job, principal: Principal) -> None:

@@ -17,7 +17,8 @@ from tuneforge.services.principal import Principal
 NO_ACTIVE_JOB = "No active training job"
 
 
-def public(job: Job) -> JobPublic:
+def public(job: Job, principal: Principal | None = None, devices: list[int] | None = None) -> JobPublic:
+    """What callers see of a job; with `principal`, whether they may steer it (the page shows its buttons by it)."""
     config: dict[str, Any] = dict(job.config)
     if config.get("webhook_config"):  # tokens never leave the server
         config["webhook_config"] = [masked_webhook(entry) for entry in config["webhook_config"]]
@@ -25,7 +26,8 @@ def public(job: Job) -> JobPublic:
         job_id=job.id, status=job.state, owner=job.owner_name, env_name=job.env_name, output_dir=job.output_dir,
         run_dir=job.run_dir, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         reason=job.reason, exit_code=job.exit_code, progress=job.progress, startup_progress=job.startup or {},
-        log_tail=job.log_tail, config=config,
+        log_tail=job.log_tail, config=config, gpu_count=job.gpu_count, devices=devices or [],
+        may_steer=jobs.may_steer(job, principal) if principal is not None else None,
     )
 
 

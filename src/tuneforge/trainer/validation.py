@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
+from tuneforge import runfolder
 from tuneforge.data.images import load_image
 from tuneforge.events import Image as EventImage
 from tuneforge.options.registry import made_size, validation_sizes
@@ -73,13 +74,22 @@ def _preview_hook(run: Run, prompt: str, size: tuple[int, int], total: int):
         if (step - 1) % every and step != total:
             return
         picture = _tensor_to_pil(run.adapter.decode_preview(latents[:1]))
+        picture.thumbnail((PREVIEW_MAX_EDGE, PREVIEW_MAX_EDGE))
+        relative = f"{_step_folder(run)}/{runfolder.PREVIEW_DIR}/{size[0]}x{size[1]}-{step:04d}.png"
+        (run.output_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        picture.save(run.output_dir / relative)
         run.events("validation.image", f"Validation (step {step}/{total}): {prompt[:40]}", prompt, body=prompt,
                    data={"step": step, "timestep": timestep, "resolution": list(size),
                          "validation_type": "intermediary", "prompt": prompt, "step_label": f"{step}/{total}",
-                         "global_step": run.global_step},
+                         "global_step": run.global_step, "relative_path": relative},
                    images=[EventImage(src=data_uri(picture, PREVIEW_MAX_EDGE))])
 
     return on_latents
+
+
+def _step_folder(run: Run) -> str:
+    """Where a validation's images go, relative to the output folder (the files API serves them from there)."""
+    return runfolder.validation_folder(run.global_step)
 
 
 def _embeds(run: Run, prompt: str) -> dict[str, torch.Tensor]:
@@ -178,19 +188,21 @@ def validate(run: Run) -> None:
 def _sample_all(run: Run) -> None:
     """Rank 0: an image per validation resolution, saved under `validation/step-N/`, sent as one event."""
     options = run.options
-    folder = run.output_dir / "validation" / f"step-{run.global_step}"
+    folder = run.output_dir / _step_folder(run)
     folder.mkdir(parents=True, exist_ok=True)
-    images, paths, pictures = [], [], {}
+    images, paths, relative, pictures = [], [], [], {}
     for index, size in enumerate(resolutions(options)):
         picture = sample(run, size)
         path = folder / f"{index}-{size[0]}x{size[1]}.png"
         picture.save(path)
         paths.append(str(path))
+        relative.append(path.relative_to(run.output_dir).as_posix())
         images.append(EventImage(src=data_uri(picture)))
         pictures[f"validation/{index}-{size[0]}x{size[1]}"] = picture
     trackers.log_images(run, pictures, run.global_step)
     reference = reference_path(run)
     extra = {"reference": str(reference)} if reference else {}
     run.events("training.validation", f"Validation at step {run.global_step}", options.validation_prompt,
-               data={"step": run.global_step, "prompt": options.validation_prompt, "paths": paths, **extra},
+               data={"step": run.global_step, "prompt": options.validation_prompt, "paths": paths,
+                     "relative_paths": relative, **extra},
                images=images)

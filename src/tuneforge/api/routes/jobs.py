@@ -18,6 +18,7 @@ from tuneforge.api.forms import FormFields
 from tuneforge.api.routes import queue as queue_routes
 from tuneforge.api.routes import training as training_routes
 from tuneforge.errors import NotFound
+from tuneforge.events import Severity
 from tuneforge.schemas.jobs import (
     CheckpointList,
     EventPage,
@@ -30,7 +31,7 @@ from tuneforge.schemas.jobs import (
 )
 from tuneforge.schemas.queue import QueueSubmitted
 from tuneforge.schemas.types import DB_INT_MAX
-from tuneforge.services import checkpoints, job_events, jobs, steering, submission
+from tuneforge.services import checkpoints, job_events, jobs, queue, steering, submission
 from tuneforge.services.permissions import Permission
 from tuneforge.services.principal import Principal
 
@@ -42,6 +43,8 @@ Steerer = Annotated[Principal, Requires(Permission.JOB_CANCEL_OWN)]
 SinceIndex = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="First event index to return")]
 
 
+BEFORE_DOC = ("Instead of since_index: the last `limit` events below this index, to read a log backwards "
+              "(`next_index` is then the older page's `before_index`)")
 EVENT_STREAM = {**responses(404), 200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}}
 
 
@@ -93,8 +96,8 @@ def training_events(db: DbSession, principal: Viewer, since_index: SinceIndex = 
     return _page(db, job.id, since_index, limit)
 
 
-def _page(db: DbSession, job_id: str, since_index: int, limit: int) -> EventPage:
-    events = job_events.since(db, job_id, since_index, limit)
+def _page(db: DbSession, job_id: str, since_index: int, limit: int, min_severity: str | None = None) -> EventPage:
+    events = job_events.since(db, job_id, since_index, limit, min_severity)
     next_index = events[-1]["index"] + 1 if events else since_index
     return EventPage(events=events, job_id=job_id, next_index=next_index)
 
@@ -174,22 +177,35 @@ def training_checkpoints(db: DbSession, principal: Viewer, job_id: str | None = 
 
 
 @router.get("/api/jobs", response_model=JobList)
-def list_jobs(db: DbSession, _: Viewer, state: jobs.State | None = None,
+def list_jobs(db: DbSession, principal: Viewer, state: jobs.State | None = None,
+              owner: Annotated[str | None, Query(max_length=50, description="Only this user's jobs")] = None,
+              offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JobList:
-    found = [steering.public(job) for job in jobs.list_all(db, limit, state)]
-    return JobList(jobs=found, count=len(found))
+    """Newest first, a page at a time (`offset`, `limit`; `total` counts all that match)."""
+    page, total = jobs.list_all(db, limit, state, owner, offset)
+    leased: dict[str, list[int]] = {}
+    for device, job_id in sorted(queue.leases(db).items()):
+        leased.setdefault(job_id, []).append(device)
+    found = [steering.public(job, principal, leased.get(job.id)) for job in page]
+    return JobList(jobs=found, count=len(found), total=total, offset=offset)
 
 
 @router.get("/api/jobs/{job_id}", response_model=JobPublic, responses=responses(404))
-def get_job(job_id: str, db: DbSession, _: Viewer) -> JobPublic:
-    return steering.public(jobs.get(db, job_id))
+def get_job(job_id: str, db: DbSession, principal: Viewer) -> JobPublic:
+    return steering.public(jobs.get(db, job_id), principal, queue.devices_of(db, job_id))
 
 
 @router.get("/api/jobs/{job_id}/events", response_model=EventPage, responses=responses(404))
 def job_events_page(job_id: str, db: DbSession, _: Viewer, since_index: SinceIndex = 0,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> EventPage:
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+                    before_index: Annotated[int | None, Query(ge=0, le=DB_INT_MAX, description=BEFORE_DOC)] = None,
+                    min_severity: Annotated[Severity | None, Query(description="Leave out less severe events")]
+                    = None) -> EventPage:
     jobs.get(db, job_id)
-    return _page(db, job_id, since_index, limit)
+    if before_index is None:
+        return _page(db, job_id, since_index, limit, min_severity)
+    events = job_events.before(db, job_id, before_index, limit, min_severity)  # next: the older page's before_index
+    return EventPage(events=events, job_id=job_id, next_index=events[0]["index"] if events else 0)
 
 
 @router.post("/api/jobs/{job_id}/resume", response_model=QueueSubmitted, responses=responses(404, 409))

@@ -9,6 +9,7 @@ import httpx
 from rich.markup import escape
 from rich.table import Table
 
+from tuneforge import runfolder
 from tuneforge.cli.client import CliError, check
 from tuneforge.cli.demo.api import console
 from tuneforge.cli.demo.server import ServerProcess
@@ -32,7 +33,7 @@ def _table(client: httpx.Client, server: ServerProcess, job: dict[str, Any]) -> 
     job_id, state, output_dir = job["job_id"], job["status"], Path(job["output_dir"])
     listed = check(client.get("/api/training/checkpoints", params={"job_id": job_id}), "listing checkpoints")
     checkpoints = [c["path"] for c in listed["checkpoints"]]
-    images = sorted(str(p) for p in (output_dir / "validation").glob("*/*.png"))
+    images = sorted(str(p) for p in (output_dir / runfolder.VALIDATION_DIR).glob("*/*.png"))
     lora = output_dir / "pytorch_lora_weights.safetensors"
 
     table = Table(title="tuneforge demo", show_header=False, title_justify="left")
