@@ -183,7 +183,7 @@ def test_a_long_event_log_reads_backwards_by_severity_and_its_loss_curve_is_boun
         db.commit()
 
     series = local_client.get("/api/jobs/job1/metrics", params={"max_points": 100}).json()
-    assert (series["reports"], series["bucket_size"], len(series["step"])) == (3000, 30, 100)
+    assert (series["points"], series["bucket_size"], len(series["step"])) == (3000, 30, 100)
     assert series["step"][:2] == [30, 60] and series["loss"][0] == sum(range(1, 31)) / 30
     assert set(series["learning_rate"]) == {0.5}
     assert series["next_index"] == 3005  # queued + cancelled + 3000 progress + 3 warnings
@@ -195,3 +195,67 @@ def test_a_long_event_log_reads_backwards_by_severity_and_its_loss_curve_is_boun
     assert [e["title"] for e in warnings["events"]] == ["warning at 1000", "warning at 2000", "warning at 3000"]
     forward = local_client.get("/api/jobs/job1/events", params={"min_severity": "error"}).json()
     assert forward["events"] == []
+
+
+def test_the_loss_curve_has_every_step_a_throttled_report_carries(app, local_client, tmp_path):
+    make_job(app, tmp_path)
+    with app.state.session_factory() as db:
+        for last in (10, 20):  # two reports, ten steps each
+            steps = list(range(last - 9, last + 1))
+            job_events.append(db, "job1", {"type": "training.progress", "title": "progress", "progress": {
+                "step": last, "total_steps": 20, "epoch": 1, "total_epochs": 1, "loss": float(last),
+                "learning_rate": 0.1, "steps": steps, "losses": [float(s) for s in steps],
+                "learning_rates": [0.1] * 10}})
+        db.commit()
+    series = local_client.get("/api/jobs/job1/metrics", params={"max_points": 10}).json()
+    assert (series["points"], series["bucket_size"]) == (20, 2)
+    assert series["step"] == list(range(2, 21, 2)) and series["loss"][0] == 1.5
+
+
+def test_backslashes_are_separators_in_what_is_checked_and_in_what_is_opened(app, local_client, tmp_path):
+    run_dir, output = make_job(app, tmp_path)
+    fill_output(run_dir, output)
+    assert local_client.get("/api/jobs/job1/files/run%5Ctrainer.log").text == "step 1/3\n"
+    archive = local_client.get("/api/jobs/job1/files/output%5Ccheckpoint-3")
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as opened:
+        assert all(name.startswith("checkpoint-3/") for name in opened.namelist())
+    assert local_client.get("/api/jobs/job1/files/output%5C..%5Cruns").status_code == 403
+
+
+def test_an_output_folder_around_the_servers_own_is_not_served(app, local_client, tmp_path):
+    """A job recorded before the policy refused such an output folder."""
+    make_job(app, tmp_path)
+    with app.state.session_factory() as db:
+        jobs.get(db, "job1").output_dir = str(app.state.settings.workspace)
+        db.commit()
+    for path in ("/api/jobs/job1/files", "/api/jobs/job1/files/output/config"):
+        response = local_client.get(path)
+        assert response.status_code == 403 and "server's own folder" in response.json()["detail"], response.text
+
+
+def test_kinds_combine_and_an_image_seen_before_is_not_sent_again(app, local_client, tmp_path):
+    run_dir, output = make_job(app, tmp_path)
+    fill_output(run_dir, output)
+    listed = local_client.get("/api/jobs/job1/files", params={"kind": ["weights", "log"]}).json()["files"]
+    assert [f["kind"] for f in listed] == ["weights", "log"]
+    url = "/api/jobs/job1/files/output/validation/step-2/0-64x64.png"
+    first = local_client.get(url)
+    again = local_client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    assert (again.status_code, again.content) == (304, b"")
+    (output / "validation" / "step-2" / "0-64x64.png").write_bytes(png_bytes("green"))
+    assert local_client.get(url, headers={"If-None-Match": first.headers["etag"]}).content == png_bytes("green")
+
+
+def test_a_loss_that_went_nan_is_stored_and_drawn_as_a_gap(app, local_client, tmp_path):
+    """JSON has no NaN: the trainer writes null, and the curve has a gap, not a 500."""
+    from tuneforge.events import Event, Progress, make
+
+    make_job(app, tmp_path)
+    event = make("training.progress", progress=Progress(step=2, total_steps=2, epoch=1, total_epochs=1,
+                                                        loss=float("nan"), steps=[1, 2], losses=[0.5, float("nan")],
+                                                        learning_rates=[0.1, 0.1]))
+    with app.state.session_factory() as db:
+        job_events.append(db, "job1", Event.model_validate_json(event.to_json()).to_dict())
+        db.commit()
+    series = local_client.get("/api/jobs/job1/metrics").json()
+    assert series["step"] == [1, 2] and series["loss"] == [0.5, None]

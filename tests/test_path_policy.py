@@ -57,6 +57,16 @@ def test_every_path_a_job_names_must_be_inside_the_roots(confined, workspace, mo
         workspace, model, **{"--output_dir": "../elsewhere"})))["--output_dir"]
 
 
+@pytest.mark.parametrize("output", [".tuneforge", ".tuneforge/runs/x", ".", "config", "config/my-env"])
+def test_no_job_writes_in_or_around_the_servers_own_folders(confined, workspace, model, output):
+    """Its state (database, secrets, run folders) and the environments' configs: a job's output is served to
+    everyone who may view jobs."""
+    settings, client = confined
+    problems = problems_of(client.post("/api/training/validate",
+                                       data=fields(workspace, model, **{"--output_dir": output})))
+    assert "server's own folder" in problems["--output_dir"], problems
+
+
 def test_a_dataloader_file_uploaded_as_data_cannot_reach_outside(confined, workspace, model, tmp_path):
     settings, client = confined
     make_images(tmp_path / "theirs", ["x"])

@@ -121,6 +121,13 @@ def test_a_job_with_a_long_history_opens_a_page_at_a_time(app, served, browser, 
     expect(page.get_by_role("heading", name="No such job")).to_be_visible()
     page.goto(f"{url(served)}/#/jobs")
     expect(page.locator(f"tr[data-job-id='{job_id}'] [data-state=cancelled]")).to_be_visible()
+    page.get_by_label("State").select_option("running")
+    expect(page.get_by_text("No jobs match.")).to_be_visible()
+    page.get_by_label("State").select_option("cancelled")
+    page.get_by_label("Owner").fill("local-admin")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(f"tr[data-job-id='{job_id}']")).to_be_visible()
+    expect(page.get_by_text("1–1 of 1")).to_be_visible()
     assert outside == []
 
 

@@ -50,6 +50,10 @@ class Progress(BaseModel):
     learning_rate: float | None = None
     samples_per_second: float | None = None
     percent: float = 0.0
+    # Every step since the previous report, this one last: reports are throttled, a loss curve needs each step.
+    steps: list[int] | None = None
+    losses: list[float | None] | None = None
+    learning_rates: list[float | None] | None = None
 
 
 class CheckpointInfo(BaseModel):
@@ -66,7 +70,8 @@ class Image(BaseModel):
 class Event(BaseModel):
     """One trainer event. Extra keys are kept so that newer trainers stay readable by older servers."""
 
-    model_config = ConfigDict(extra="allow")
+    # A NaN or infinite loss is written as null: JSON has no such numbers, and browsers and databases refuse them.
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="null")
 
     type: EventType
     severity: Severity = "info"
@@ -81,7 +86,11 @@ class Event(BaseModel):
     videos: list[Image] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", exclude_none=True), separators=(",", ":"))
+        return self.model_dump_json(exclude_none=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored and sent: what `to_json` writes, read back."""
+        return json.loads(self.to_json())
 
 
 def now() -> str:

@@ -221,7 +221,7 @@ def _find_newline(path: Path, start: int, block: int = 1024 * 1024) -> int | Non
 
 def _parse(line: bytes) -> dict[str, Any]:
     try:
-        return Event.model_validate_json(line).model_dump(mode="json", exclude_none=True)
+        return Event.model_validate_json(line).to_dict()
     except ValidationError:
         return _unreadable(line, "Unreadable trainer event")
 

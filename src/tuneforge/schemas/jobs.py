@@ -111,12 +111,13 @@ class JobFileList(BaseModel):
 
 
 class MetricSeries(BaseModel):
-    """The job's loss and learning rate by step, averaged into at most `max_points` points."""
+    """The job's loss and learning rate by step, averaged into at most `max_points` points (each is the last step
+    of its bucket)."""
 
     job_id: str
     step: list[int]
     loss: list[float | None]
     learning_rate: list[float | None]
-    bucket_size: int = Field(description="Progress reports averaged into each point")
-    reports: int = Field(description="Progress reports in all")
+    bucket_size: int = Field(description="Consecutive steps averaged into each point")
+    points: int = Field(description="Steps reported in all")
     next_index: int = Field(description="Follow the event stream from this index for what comes after")

@@ -49,21 +49,30 @@ def _at_least(query, min_severity: str | None):
 
 
 def series(db: Session, job_id: str, end: int, max_points: int) -> dict[str, list]:
-    """Step, loss and learning rate of the progress events below index `end`, averaged into at most `max_points`
-    buckets of consecutive reports (the database sends three numbers a report, not the events)."""
+    """Step, loss and learning rate of every step reported below index `end` (a report carries the steps since the
+    previous one), averaged into at most `max_points` buckets of consecutive steps. The database sends only the
+    progress numbers, not the events."""
     progress = JobEvent.payload["progress"]
     query = (
-        select(progress["step"].as_integer(), progress["loss"].as_float(), progress["learning_rate"].as_float())
+        select(progress["step"].as_integer(), progress["loss"].as_float(), progress["learning_rate"].as_float(),
+               progress["steps"], progress["losses"], progress["learning_rates"])
         .where(JobEvent.job_id == job_id, JobEvent.type == "training.progress", JobEvent.index < end)
         .order_by(JobEvent.index)
     )
-    rows = db.execute(query).all()
-    size = max(1, -(-len(rows) // max_points))
-    buckets = [rows[i:i + size] for i in range(0, len(rows), size)]
+    points = [point for row in db.execute(query) for point in _steps_of(*row)]
+    size = max(1, -(-len(points) // max_points))
+    buckets = [points[i:i + size] for i in range(0, len(points), size)]
     return {"step": [bucket[-1][0] for bucket in buckets],
-            "loss": [_mean(row[1] for row in bucket) for bucket in buckets],
-            "learning_rate": [_mean(row[2] for row in bucket) for bucket in buckets],
-            "bucket_size": size, "reports": len(rows)}
+            "loss": [_mean(point[1] for point in bucket) for bucket in buckets],
+            "learning_rate": [_mean(point[2] for point in bucket) for bucket in buckets],
+            "bucket_size": size, "points": len(points)}
+
+
+def _steps_of(step, loss, rate, steps, losses, rates) -> list[tuple]:
+    """A report's steps: the ones it lists, or (from trainers before the lists) the step it reports."""
+    if isinstance(steps, list) and isinstance(losses, list) and isinstance(rates, list):
+        return list(zip(steps, losses, rates, strict=False))
+    return [(step, loss, rate)]
 
 
 def _mean(values) -> float | None:

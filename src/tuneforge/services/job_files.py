@@ -3,11 +3,13 @@
 Two roots, each named by the first part of a path: `output/…` is the job's output folder (weights, checkpoints,
 validation images and their previews) and `run/trainer.log` the trainer's log. Nothing else of the run folder is
 served: its spec holds webhook tokens. Paths follow the datasets' one path policy (`paths.split_name`: no `..`,
-no absolute or hidden parts), and links are never followed, neither when listing nor when fetching.
+no absolute or hidden parts), and links are never followed, neither when listing nor when fetching. An output
+folder in or around the server's own folders (recorded before the job policy refused such folders) is not served.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -16,17 +18,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO, Literal, get_args
 
 from tuneforge import runfolder
 from tuneforge.db.models import Job
 from tuneforge.errors import Forbidden, NotFound
 from tuneforge.services.datasets.paths import UnsafeName, split_name
+from tuneforge.services.job_policy import JobPolicy
 
-KINDS = ("weights", "file", "folder", "checkpoint", "validation", "preview", "log")
+Kind = Literal["weights", "file", "folder", "checkpoint", "validation", "preview", "log"]
+KINDS: tuple[str, ...] = get_args(Kind)
+TOP_LEVEL_KINDS = {"weights", "file", "folder", "checkpoint"}
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".ckpt"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 VALIDATION_DIR, PREVIEW_DIR = runfolder.VALIDATION_DIR, runfolder.PREVIEW_DIR
 ZIP_CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -42,51 +49,76 @@ class JobFile:
         return self.kind in ("folder", "checkpoint")
 
 
-def listing(job: Job, kind: str | None = None, newest_first: bool = False) -> list[JobFile]:
-    """Everything downloadable, in a stable order (kind, then step, then name); `kind` keeps one kind."""
-    found = [*_output_entries(Path(job.output_dir)), *_log_entry(Path(job.run_dir))]
-    if kind:
-        found = [entry for entry in found if entry.kind == kind]
+def ensure_servable(job: Job, policy: JobPolicy) -> None:
+    if (folder := policy.server_folder_near(Path(job.output_dir))) is not None:
+        raise Forbidden(f"job {job.id}'s output folder {job.output_dir} is in or around the server's own folder "
+                        f"{folder}: its files are not served")
+
+
+def listing(job: Job, kinds: set[str] | None = None, newest_first: bool = False) -> list[JobFile]:
+    """What is downloadable, in a stable order (kind, then step, then name); `kinds` keeps those kinds, and only the
+    folders that hold them are read (a gallery page stats no checkpoint, the file list no image)."""
+    wanted = set(kinds or KINDS)
+    found = list(_output_entries(Path(job.output_dir), wanted))
+    if "log" in wanted:
+        found.extend(_log_entry(Path(job.run_dir)))
+    found = [entry for entry in found if entry.kind in wanted]
     found.sort(key=lambda entry: (KINDS.index(entry.kind), entry.step or 0, entry.path), reverse=newest_first)
     return found
 
 
-def locate(job: Job, path: str) -> JobFile:
-    """The entry at `path` (404 when there is none, 403 for a path that tries to leave its root)."""
+def locate(job: Job, path: str) -> tuple[JobFile, Path]:
+    """The entry at `path` and where it is on disk (404 when there is none, 403 for a path that tries to leave its
+    root). Both are built from the checked parts, so what is opened is what was checked."""
     try:
         parts = split_name(path)
     except UnsafeName as exc:
         raise Forbidden(f"path '{path[:200]}': {exc}; use a path from GET /api/jobs/{job.id}/files") from None
     root, rest = parts[0], parts[1:]
     if root == "run" and rest == [runfolder.LOG_FILE]:
-        target, base = Path(job.run_dir) / runfolder.LOG_FILE, Path(job.run_dir)
+        base = Path(job.run_dir)
     elif root == "output" and rest:
-        target, base = Path(job.output_dir).joinpath(*rest), Path(job.output_dir)
+        base = Path(job.output_dir)
     else:
         raise NotFound(f"no file '{path[:200]}' in job {job.id}: paths start with 'output/' or are 'run/trainer.log'")
-    info = _lstat_inside(base, rest if root == "output" else [runfolder.LOG_FILE], path, job.id)
+    clean, target = "/".join(parts), base.joinpath(*rest)
+    info = _lstat_inside(base, rest, path, job.id)
     if stat.S_ISDIR(info.st_mode):
-        if not _is_zippable(Path(job.output_dir), rest):
+        if root != "output" or len(rest) != 1 or rest[0] == VALIDATION_DIR:
             raise NotFound(f"'{path[:200]}' is a folder that is not served whole: fetch its files")
-        return JobFile(path, "folder", _folder_size(target), _mtime(info))
-    return JobFile(path, _kind_of(rest) if root == "output" else "log", info.st_size, _mtime(info))
+        return JobFile(clean, "folder", _folder_size(target), _mtime(info)), target
+    return JobFile(clean, _kind_of(rest) if root == "output" else "log", info.st_size, _mtime(info)), target
 
 
-def real_path(job: Job, entry: JobFile) -> Path:
-    root, *rest = entry.path.split("/")
-    return Path(job.run_dir).joinpath(*rest) if root == "run" else Path(job.output_dir).joinpath(*rest)
+def open_file(path: Path) -> BinaryIO:
+    """Opened without following a link in its last part (one swapped in since it was looked up is refused); closed
+    when dropped, also if the response never reads it."""
+    try:
+        return open(os.open(path, _OPEN_FLAGS), "rb")
+    except FileNotFoundError:
+        raise NotFound(f"'{path.name}' is gone") from None
+    except OSError:
+        raise Forbidden(f"'{path.name}' cannot be served") from None
 
 
 def zip_stream(folder: Path, name: str) -> Iterator[bytes]:
-    """`folder` as a zip under `name/`, produced while it is sent (stored, not compressed: weights do not shrink)."""
+    """`folder` as a zip under `name/`, produced while it is sent (stored, not compressed: weights do not shrink).
+    A file that vanishes meanwhile (a checkpoint rotated away) or that became a link is left out."""
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for path in _files_under(folder):
-            member = zipfile.ZipInfo.from_file(path, f"{name}/{path.relative_to(folder).as_posix()}")
-            with open(path, "rb") as source, archive.open(member, "w", force_zip64=True) as target:
-                while chunk := source.read(ZIP_CHUNK):
-                    target.write(chunk)
-                    yield sink.take()
+            try:
+                source = open(os.open(path, _OPEN_FLAGS), "rb")
+            except OSError:
+                continue
+            with source:
+                info = os.fstat(source.fileno())
+                member = zipfile.ZipInfo(f"{name}/{path.relative_to(folder).as_posix()}", _zip_time(info.st_mtime))
+                member.external_attr = (info.st_mode & 0xFFFF) << 16
+                with archive.open(member, "w", force_zip64=True) as target:
+                    while chunk := source.read(ZIP_CHUNK):
+                        target.write(chunk)
+                        yield sink.take()
             yield sink.take()
     yield sink.take()
 
@@ -116,24 +148,33 @@ class _Sink(io.RawIOBase):
         return data
 
 
+def _zip_time(timestamp: float) -> tuple[int, int, int, int, int, int]:
+    """A zip entry's time: zip counts from 1980 to 2107, a time outside that becomes the nearest end."""
+    moment = datetime.fromtimestamp(min(max(timestamp, 315532800), 4354819199), UTC)
+    return moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second
+
+
 # --- listing --------------------------------------------------------------------------------------------------------
 
-def _output_entries(output: Path) -> Iterator[JobFile]:
+def _output_entries(output: Path, wanted: set[str]) -> Iterator[JobFile]:
+    top_level = bool(wanted & TOP_LEVEL_KINDS)
     for entry in _visible(output):
-        if entry.is_file(follow_symlinks=False):
+        if entry.name == VALIDATION_DIR and entry.is_dir(follow_symlinks=False):
+            if wanted & {"validation", "preview"}:
+                yield from _validation_entries(Path(entry.path), with_previews="preview" in wanted)
+        elif not top_level:
+            continue
+        elif entry.is_file(follow_symlinks=False):
             yield _entry(f"output/{entry.name}", _kind_of([entry.name]), entry.stat(follow_symlinks=False))
-        elif entry.name == VALIDATION_DIR:
-            yield from _validation_entries(Path(entry.path))
-        else:
+        elif entry.is_dir(follow_symlinks=False):
             folder = Path(entry.path)
             step = runfolder.checkpoint_step(entry.name)
             is_checkpoint = step is not None and (folder / runfolder.CHECKPOINT_STATE_FILE).is_file()
-            kind = "checkpoint" if is_checkpoint else "folder"
-            yield JobFile(f"output/{entry.name}", kind, _folder_size(folder),
+            yield JobFile(f"output/{entry.name}", "checkpoint" if is_checkpoint else "folder", _folder_size(folder),
                           _mtime(entry.stat(follow_symlinks=False)), step)
 
 
-def _validation_entries(folder: Path) -> Iterator[JobFile]:
+def _validation_entries(folder: Path, with_previews: bool) -> Iterator[JobFile]:
     for step_dir in _visible(folder):
         step = runfolder.validation_step(step_dir.name)
         if step is None or not step_dir.is_dir(follow_symlinks=False):
@@ -142,7 +183,7 @@ def _validation_entries(folder: Path) -> Iterator[JobFile]:
         for image in _visible(Path(step_dir.path)):
             if _is_image(image):
                 yield _entry(f"{base}/{image.name}", "validation", image.stat(follow_symlinks=False), step)
-            elif image.name == PREVIEW_DIR and image.is_dir(follow_symlinks=False):
+            elif with_previews and image.name == PREVIEW_DIR and image.is_dir(follow_symlinks=False):
                 for preview in _visible(Path(image.path)):
                     if _is_image(preview):
                         yield _entry(f"{base}/{PREVIEW_DIR}/{preview.name}", "preview",
@@ -209,19 +250,19 @@ def _lstat_inside(base: Path, parts: list[str], path: str, job_id: str) -> os.st
     return info
 
 
-def _is_zippable(output: Path, rest: list[str]) -> bool:
-    """Top-level folders of the output other than the validation images (served one by one)."""
-    return len(rest) == 1 and rest[0] != VALIDATION_DIR and (output / rest[0]).is_dir()
-
-
 def _files_under(folder: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(folder):  # os.walk does not follow links into folders
-        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
+    """Regular files, neither hidden nor reached through a link (os.walk does not follow links into folders)."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
         for name in sorted(files):
             path = Path(root) / name
-            if not path.is_symlink() and path.is_file():
+            if not name.startswith(".") and not path.is_symlink() and path.is_file():
                 yield path
 
 
 def _folder_size(folder: Path) -> int:
-    return sum(path.stat().st_size for path in _files_under(folder))
+    total = 0
+    for path in _files_under(folder):
+        with contextlib.suppress(OSError):  # rotated away meanwhile
+            total += path.stat().st_size
+    return total

@@ -53,14 +53,21 @@ def epoch_stream(run: Run) -> tuple[int, Iterator[TrainBatch]]:
 
 @dataclass
 class Reporter:
-    """Progress events at most once a second (and at the first and last step), with samples per second."""
+    """Progress events at most once a second (and at the first and last step), with samples per second and every
+    step's loss and learning rate since the previous event."""
 
     last: float = 0.0
     samples: int = 0
     since: float = field(default_factory=time.monotonic)
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
 
     def step(self, run: Run, loss: float, learning_rate: float, samples: int) -> None:
         self.samples += samples
+        self.steps.append(run.global_step)
+        self.losses.append(loss)
+        self.rates.append(learning_rate)
         now = time.monotonic()
         if now - self.last < PROGRESS_EVERY_S and run.global_step not in (1, run.total_steps):
             return
@@ -70,8 +77,10 @@ class Reporter:
                    progress=Progress(step=run.global_step, total_steps=run.total_steps, epoch=run.epoch + 1,
                                      total_epochs=run.total_epochs, loss=loss, learning_rate=learning_rate,
                                      samples_per_second=round(speed, 3),
-                                     percent=round(100.0 * run.global_step / run.total_steps, 2)))
+                                     percent=round(100.0 * run.global_step / run.total_steps, 2),
+                                     steps=self.steps, losses=self.losses, learning_rates=self.rates))
         self.last, self.samples, self.since = now, 0, now
+        self.steps, self.losses, self.rates = [], [], []
 
 
 def after_step(run: Run) -> str | None:

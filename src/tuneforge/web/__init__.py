@@ -3,5 +3,5 @@ no CDN). Nothing here runs on the server."""
 
 from pathlib import Path
 
-STATIC = Path(__file__).parent / "static"
-INDEX = STATIC / "index.html"
+STATIC = Path(__file__).parent / "static"  # served as they are under /ui/assets
+INDEX = Path(__file__).parent / "index.html"  # served at / with the page's security headers

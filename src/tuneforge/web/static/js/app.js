@@ -27,25 +27,39 @@ export function notify(message, kind = "info") {
   replace(notice, message || "");
 }
 
-function context() {
+// Each view gets its own context; once the view is left, `alive()` says so, and a late answer draws nothing.
+function context(token) {
   return {
     me: session.me,
     can: (permission) => session.me.permissions.includes(permission),
     notify,
     hash: location.hash,
+    alive: () => token.alive,
+    refresh: () => { if (token.alive) show(); },
   };
 }
 
-function show() {
+function leave() {
   if (session.dispose) session.dispose();
   session.dispose = null;
+}
+
+function show() {
+  leave();
   if (!session.me) return;
   const hash = location.hash || "#/jobs";
   for (const [pattern, section, render] of ROUTES) {
     const match = hash.match(pattern);
     if (match) {
       markSection(section);
-      session.dispose = render(match, context()) || null;
+      const token = { alive: true };
+      let disposeView = null;
+      try {
+        disposeView = render(match, context(token));
+      } catch (error) {  // a malformed address (#/jobs/%zz) must not leave a blank page
+        replace(view, h("p", { class: "error" }, `This address cannot be shown: ${error.message}`));
+      }
+      session.dispose = () => { token.alive = false; if (disposeView) disposeView(); };
       return;
     }
   }
@@ -68,13 +82,19 @@ function showHeader(me) {
   }
 }
 
-async function signIn(reason) {
-  if (session.dispose) session.dispose();
-  session.dispose = null;
+let signingIn = null;  // one sign-in form at a time, however many requests were refused at once
+
+function signIn(reason) {
+  leave();
   session.me = null;
   showHeader(null);
-  const setup = await api("/api/auth/setup/status");
-  renderSignIn(view, { needsSetup: setup.needs_setup, reason, onDone: start });
+  if (!signingIn) {
+    signingIn = api("/api/auth/setup/status")
+      .then((setup) => renderSignIn(view, { needsSetup: setup.needs_setup, reason, onDone: start }))
+      .catch((error) => replace(view, h("p", { class: "error" }, `The server cannot be reached: ${error.message}`)))
+      .finally(() => { signingIn = null; });
+  }
+  return signingIn;
 }
 
 async function start() {
@@ -82,7 +102,10 @@ async function start() {
   try {
     session.me = await api("/api/auth/me");
   } catch (error) {
-    return;  // a 401 has already brought up the sign-in form
+    if (error.status !== 401) {  // a 401 has already brought up the sign-in form
+      replace(view, h("p", { class: "error" }, `The server did not answer: ${error.message}. Reload to try again.`));
+    }
+    return;
   }
   const setup = await api("/api/auth/setup/status");
   if (setup.needs_setup) {
@@ -101,8 +124,11 @@ whenSignedOut((detail) => {
 });
 
 document.getElementById("logout").addEventListener("click", async () => {
+  const wasSignedIn = session.me !== null;
+  leave();
+  session.me = null;  // a 401 from the logout itself then brings up no second form
   try { await api("/api/auth/logout", { method: "POST" }); } catch { /* signed out either way */ }
-  signIn("Signed out.");
+  if (wasSignedIn) signIn("Signed out.");
 });
 
 window.addEventListener("hashchange", show);

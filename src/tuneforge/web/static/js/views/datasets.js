@@ -7,6 +7,7 @@ export function renderDatasets(view, ctx) {
   const path = query(ctx.hash).get("path") || "";
   replace(view, h("p", { class: "muted" }, "Loading…"));
   api(`/api/datasets/browse?${new URLSearchParams({ path })}`).then((folder) => {
+    if (!ctx.alive()) return;
     replace(view, h("section", {},
       h("h1", {}, "Datasets"), breadcrumbs(folder.relative_path),
       h("p", { class: "muted" }, `${folder.image_count} images and ${folder.caption_count} captions here`),
@@ -19,7 +20,7 @@ export function renderDatasets(view, ctx) {
           : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No sub-folders.")))),
       ctx.can("dataset.upload") ? uploadCard(folder, ctx) : null));
   }).catch((error) => {
-    if (error.status === 401) return;
+    if (error.status === 401 || !ctx.alive()) return;
     replace(view, h("section", { class: "card narrow" }, h("h1", {}, "Datasets"), h("p", { class: "error" },
       error.describe()), h("a", { href: "#/datasets" }, "Back to the datasets root")));
   });
@@ -59,7 +60,7 @@ function uploadCard(folder, ctx) {
         + `${report.files_skipped} skipped`;
       replace(status, h("p", { class: report.files_skipped ? "error" : "success" }, summary),
         report.errors.length ? h("ul", {}, report.errors.slice(0, 20).map((e) => h("li", {}, e))) : null);
-      setTimeout(() => window.dispatchEvent(new HashChangeEvent("hashchange")), 800);
+      setTimeout(ctx.refresh, 1500);  // the counts, with what was just stored
     } catch (error) {
       if (error.status !== 401) replace(status, h("p", { class: "error" }, error.describe()));
     }
@@ -71,7 +72,7 @@ function uploadCard(folder, ctx) {
     form.append("folder_name", nameInput.value.trim());
     try {
       await api("/api/datasets/folders", { method: "POST", form });
-      window.dispatchEvent(new HashChangeEvent("hashchange"));
+      ctx.refresh();
     } catch (error) {
       if (error.status !== 401) ctx.notify(error.describe(), "error");
     }

@@ -33,16 +33,26 @@ export function eventLog(jobId) {
       h("td", { class: "message" }, text));
   }
 
+  let generation = 0;  // a page asked for before the filter changed is dropped when it arrives
+
   async function loadOlder() {
+    const asked = generation;
     const search = new URLSearchParams({ before_index: older, limit: PAGE });
     if (select.value) search.set("min_severity", select.value);
-    const page = await api(`/api/jobs/${encodeURIComponent(jobId)}/events?${search}`);
-    body.append(...page.events.reverse().map(rowFor));
-    older = page.next_index;
-    more.hidden = page.events.length < PAGE || older === 0;
+    more.disabled = true;
+    try {
+      const page = await api(`/api/jobs/${encodeURIComponent(jobId)}/events?${search}`);
+      if (asked !== generation) return;
+      body.append(...page.events.reverse().map(rowFor));
+      older = page.next_index;
+      more.hidden = page.events.length < PAGE || older === 0;
+    } finally {
+      if (asked === generation) more.disabled = false;
+    }
   }
 
   function restart() {
+    generation += 1;
     replace(body);
     older = end;
     loadOlder().catch(() => {});

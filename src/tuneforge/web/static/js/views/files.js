@@ -13,9 +13,9 @@ export function filesTable(jobId) {
     h("thead", {}, h("tr", {}, ["File", "Kind", "Size", "Modified"].map((name) => h("th", {}, name)))), body);
 
   async function refresh() {
-    const pages = await Promise.all(KINDS.map((kind) =>
-      api(`/api/jobs/${encodeURIComponent(jobId)}/files?kind=${kind}&order=desc&limit=100`).catch(() => null)));
-    const found = pages.filter(Boolean).flatMap((page) => page.files);
+    const search = new URLSearchParams({ limit: 200 });
+    KINDS.forEach((kind) => search.append("kind", kind));
+    const found = (await api(`/api/jobs/${encodeURIComponent(jobId)}/files?${search}`)).files;
     replace(body, found.length ? found.map(row)
       : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Nothing to download yet.")));
   }

@@ -46,12 +46,22 @@ export function gallery(jobId) {
     }
   }
 
+  let loading = false;
+
   async function loadPage() {
-    const search = new URLSearchParams({ kind: "validation", order: "desc", limit: PAGE, offset });
-    const page = await api(`/api/jobs/${encodeURIComponent(jobId)}/files?${search}`);
-    offset += page.files.length;
-    for (const file of page.files) show(file.step, [file.path.replace(/^output\//, "")], "validation");
-    more.hidden = offset >= page.total;
+    if (loading) return;  // a second click while a page is on its way would skip the next one
+    loading = true;
+    more.disabled = true;
+    try {
+      const search = new URLSearchParams({ kind: "validation", order: "desc", limit: PAGE, offset });
+      const page = await api(`/api/jobs/${encodeURIComponent(jobId)}/files?${search}`);
+      offset += page.files.length;
+      for (const file of page.files) show(file.step, [file.path.replace(/^output\//, "")], "validation");
+      more.hidden = offset >= page.total;
+    } finally {
+      loading = false;
+      more.disabled = false;
+    }
   }
 
   more.addEventListener("click", () => loadPage().catch(() => {}));

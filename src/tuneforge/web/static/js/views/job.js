@@ -50,6 +50,7 @@ export function renderJob(view, ctx, jobId) {
     try {
       job = await api(`/api/jobs/${encodeURIComponent(jobId)}`);
     } catch (error) {
+      if (stopped) return false;
       if (error.status === 404) {
         replace(view, h("section", { class: "card narrow" }, h("h1", {}, "No such job"),
           h("p", {}, `There is no job '${jobId}'. `, h("a", { href: "#/jobs" }, "Back to the jobs")), ));
@@ -57,6 +58,7 @@ export function renderJob(view, ctx, jobId) {
       } else if (error.status !== 401) ctx.notify(error.describe(), "error");
       return false;
     }
+    if (stopped) return false;
     showJob();
     return true;
   }
@@ -122,8 +124,9 @@ export function renderJob(view, ctx, jobId) {
   function onEvent(event) {
     log.add(event);
     if (event.type === "training.progress" && event.progress) {
-      loss.add(event.progress.step, event.progress.loss);
-      rate.add(event.progress.step, event.progress.learning_rate);
+      const p = event.progress;  // a report lists every step since the previous one
+      const steps = p.steps || [p.step], losses = p.losses || [p.loss], rates = p.learning_rates || [p.learning_rate];
+      steps.forEach((step, i) => { loss.add(step, losses[i]); rate.add(step, rates[i]); });
       charts.forEach((chart) => chart.redraw());
       speed.add(event.timestamp, event.progress.step);
       if (job) { job.progress = event.progress; showProgress(event.progress); }
@@ -139,23 +142,45 @@ export function renderJob(view, ctx, jobId) {
     }
   }
 
+  let lastIndex = 0, retry = null;
+
   async function follow() {
     let series;
     try {
       series = await api(`/api/jobs/${encodeURIComponent(jobId)}/metrics?max_points=1500`);
     } catch (error) {
+      if (!stopped && error.status !== 401) retry = setTimeout(follow, 3000);
       return;
     }
+    if (stopped) return;
     loss.load(series.step, series.loss);
     rate.load(series.step, series.learning_rate);
     charts.forEach((chart) => chart.redraw());
     log.load(series.next_index);
-    if (stopped) return;
+    listen(series.next_index);
+  }
+
+  // EventSource reconnects by itself after a dropped connection; after a refused one (a proxy's 502 while the
+  // server restarts) it gives up, so the page opens a new one from the last event it saw, until the job has ended.
+  function listen(since, delay = 1000) {
+    lastIndex = since;
     stream = new EventSource(`/api/training/events/stream?job_id=${encodeURIComponent(jobId)}`
-      + `&since_index=${series.next_index}`);
-    stream.onmessage = (message) => onEvent(JSON.parse(message.data));
+      + `&since_index=${since}`);
+    stream.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      lastIndex = event.index + 1;
+      delay = 1000;
+      onEvent(event);
+    };
     stream.addEventListener("end", () => { stream.close(); load(); files.refresh(); });
-    stream.onerror = () => { if (stream.readyState === EventSource.CLOSED) load(); };
+    stream.onerror = () => {
+      if (stream.readyState !== EventSource.CLOSED || stopped) return;
+      load().then((found) => {
+        if (found && !stopped && !FINAL.includes(job.status)) {
+          retry = setTimeout(() => listen(lastIndex, Math.min(delay * 2, 30000)), delay);
+        }
+      });
+    };
   }
 
   async function poll() {  // the stream carries the events; this catches what it does not (queue, devices)
@@ -175,6 +200,7 @@ export function renderJob(view, ctx, jobId) {
   return () => {
     stopped = true;
     clearTimeout(timer);
+    clearTimeout(retry);
     if (stream) stream.close();
     charts.forEach((chart) => chart.dispose());
   };
