@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import json
 import os
 import shutil
 import sys
@@ -37,17 +39,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from tuneforge.db.engine import make_engine, make_session_factory
 from tuneforge.db.migrate import upgrade_to_head
 from tuneforge.db.models import WebhookDelivery
-from tuneforge.events import EVENTS_FILE, EventWriter, Progress
+from tuneforge.events import EventWriter, Progress
+from tuneforge.runfolder import EVENTS_FILE
 from tuneforge.scheduler import launcher
 from tuneforge.scheduler.monitor import Monitor
 from tuneforge.scheduler.outbox import Outbox
 from tuneforge.services import job_events, jobs
+from tuneforge.services.outbound import OutboundPolicy
 from tuneforge.services.principal import Principal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from webhook_receiver import Receiver
 
 MIB = 1024 * 1024
+LOOPBACK = OutboundPolicy((ipaddress.ip_network("127.0.0.0/8"),))  # the receiver listens here; a server refuses it
 PAGE = 500
 OWNER = Principal(user_id=None, username="bench", permissions=frozenset(), method="server-env")
 
@@ -85,7 +90,7 @@ def open_pipeline(folder: Path, job_id: str, webhook_url: str) -> Pipeline:
         jobs.transition(db, job.id, "starting")
         job.pid, job.pid_started_at = os.getpid(), launcher.started_at(os.getpid())
         db.commit()
-    outbox = Outbox(session_factory, b"bench-signing-key")
+    outbox = Outbox(session_factory, b"bench-signing-key", LOOPBACK)
     return Pipeline(folder, database, engine, session_factory, Monitor(session_factory, folder, outbox), outbox, job_id)
 
 
@@ -154,7 +159,8 @@ def count_deliveries(pipeline: Pipeline, status: str | None = None) -> int:
 async def deliver_until_idle(outbox: Outbox) -> int:
     """Back-to-back `deliver_due` passes, like the server's sender loop, until a pass finds nothing; passes run."""
     passes = 0
-    while await outbox.deliver_due():
+    while await outbox.deliver_due():  # senders work in the background: a pass ends when they have settled
+        await outbox.settle()
         passes += 1
     return passes
 
@@ -171,7 +177,7 @@ def checkpoint(engine: Engine) -> None:
         connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
-def bench_log(folder: Path, count: int, webhook_url: str) -> None:
+def bench_log(folder: Path, count: int, webhook_url: str) -> dict[str, float]:
     """Stages 1-3 on one job with `count` progress events."""
     pipeline = open_pipeline(folder, "bench-log", webhook_url)
     written = write_progress_events(pipeline.events_file, count)
@@ -180,6 +186,7 @@ def bench_log(folder: Path, count: int, webhook_url: str) -> None:
           f"in {written:.2f} s")
 
     stored, elapsed = ingest_all(pipeline)
+    ingest_seconds = elapsed
     db_bytes, wal_bytes = database_size(pipeline.database)
     checkpoint(pipeline.engine)  # not timed: SQLite does this in the background of later writes
     settled, _ = database_size(pipeline.database)
@@ -188,15 +195,18 @@ def bench_log(folder: Path, count: int, webhook_url: str) -> None:
           f"{settled / MIB:.1f} MiB after a checkpoint ({settled / stored_count(pipeline):.0f} bytes/event)")
 
     read, elapsed = read_all(pipeline)
+    read_seconds = elapsed
     print(f"read      {read} events in pages of {PAGE} in {elapsed:.2f} s = {read / elapsed:,.0f} events/s "
           f"({1000 * elapsed / max(read / PAGE, 1):.1f} ms/page)")
 
     seen, rows, elapsed = fan_out_all(pipeline)
     print(f"fan-out   {seen} events -> {rows} delivery rows in {elapsed:.2f} s = {rows / elapsed:,.0f} rows/s")
     pipeline.engine.dispose()
+    return {"ingest_events_per_second": stored / ingest_seconds, "read_events_per_second": read / read_seconds,
+            "fan_out_rows_per_second": rows / elapsed, "bytes_per_event": settled / max(stored, 1)}
 
 
-def bench_delivery(folder: Path, count: int, receiver: Receiver) -> None:
+def bench_delivery(folder: Path, count: int, receiver: Receiver) -> dict[str, float]:
     """Stage 4 on its own database, so the first job's rows do not join the queue."""
     pipeline = open_pipeline(folder, "bench-delivery", receiver.url)
     write_progress_events(pipeline.events_file, count)
@@ -212,22 +222,26 @@ def bench_delivery(folder: Path, count: int, receiver: Receiver) -> None:
     print(f"delivery  {delivered}/{rows} rows delivered ({received} POSTs received) in {passes} passes, "
           f"{elapsed:.2f} s = {delivered / elapsed:,.0f} deliveries/s" + (f"; {left} not delivered" if left else ""))
     pipeline.engine.dispose()
+    return {"deliveries_per_second": delivered / elapsed, "not_delivered": left}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000, help="progress events for ingest, read and fan-out")
     parser.add_argument("--delivery-events", type=int, default=2_000, help="progress events for the delivery run")
+    parser.add_argument("--quick", action="store_true", help="2,000 and 200 events")
     args = parser.parse_args()
+    events, deliveries = (2_000, 200) if args.quick else (args.events, args.delivery_events)
     workspace = Path(tempfile.mkdtemp(prefix="tuneforge-bench-events-"))
     started = time.perf_counter()
     try:
         with Receiver() as receiver:
-            bench_log(workspace / "log", args.events, receiver.url)
-            bench_delivery(workspace / "delivery", args.delivery_events, receiver)
+            figures = bench_log(workspace / "log", events, receiver.url)
+            figures |= bench_delivery(workspace / "delivery", deliveries, receiver)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     print(f"total     {time.perf_counter() - started:.1f} s")
+    print(json.dumps({"bench": "event_pipeline", "quick": args.quick, "events": events, **figures}))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ while the upload runs. Two runs: one 1 GiB file with a Content-Length, and 128 f
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ import httpx
 import psutil
 
 MIB = 1024 * 1024
+TARGET_GROWTH_MIB = 64  # the server streams uploads to disk: its memory must not grow with the upload
 
 
 def free_port() -> int:
@@ -122,8 +124,9 @@ def run_case(url: str, pid: int, label: str, files: list[tuple[str, int]], with_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=1.0, help="upload size per case in GiB")
+    parser.add_argument("--quick", action="store_true", help="256 MiB per case")
     args = parser.parse_args()
-    size = int(args.gib * 1024) * MIB
+    size = int((0.25 if args.quick else args.gib) * 1024) * MIB
     workspace = Path(tempfile.mkdtemp(prefix="tuneforge-bench-"))
     port = free_port()
     server = start_server(workspace, port)
@@ -143,6 +146,8 @@ def main() -> None:
                   f"over {case['health_probes']} probes")
         stored = sum(p.stat().st_size for p in (workspace / "datasets" / "bench").iterdir())
         print(f"on disk: {stored / MIB:.0f} MiB in {len(list((workspace / 'datasets' / 'bench').iterdir()))} files")
+        print(json.dumps({"bench": "upload_memory", "quick": args.quick, "cases": cases,
+                          "target_rss_growth_mib": TARGET_GROWTH_MIB}))
     finally:
         server.terminate()
         server.wait(10)

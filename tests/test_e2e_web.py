@@ -88,6 +88,7 @@ def watch_it_train(page, job_id: str) -> None:
                            " return img && img.complete && img.naturalWidth === 64; }")
     assert image.get_attribute("src").startswith(f"/api/jobs/{job_id}/files/output/validation/step-")
     expect(page.locator("button[data-action=stop]")).to_be_visible()
+    expect(page.locator("#step-time")).to_contain_text(" ms")  # what the steps cost, from the progress events
     screenshot(page, "job-running")
 
 

@@ -41,6 +41,24 @@ class Stage(BaseModel):
     total: int = 0
 
 
+class Telemetry(BaseModel):
+    """What the steps since the previous report cost: seconds per step and where they went, throughput, memory."""
+
+    step_seconds: float
+    data_seconds: float  # waiting for the next batch
+    forward_seconds: float
+    backward_seconds: float
+    optimizer_seconds: float  # clipping, the optimizer and the schedule
+    other_seconds: float  # reporting, control requests, scheduled checkpoints and validation
+    samples_per_second: float
+    image_tokens_per_second: float
+    model_tflops_per_step: float
+    achieved_tflops: float
+    mfu: float | None = None  # model FLOPs / (time × the GPU's dense bf16 peak); None on the CPU
+    peak_memory_mb: float
+    memory_kind: Literal["rss", "cuda_allocated"]
+
+
 class Progress(BaseModel):
     step: int
     total_steps: int
@@ -54,6 +72,7 @@ class Progress(BaseModel):
     steps: list[int] | None = None
     losses: list[float | None] | None = None
     learning_rates: list[float | None] | None = None
+    telemetry: Telemetry | None = None
 
 
 class CheckpointInfo(BaseModel):
@@ -144,13 +163,28 @@ class EventWriter:
         return self("error", title, message, severity="error", data=data)
 
 
+def describe_telemetry(telemetry: Telemetry | dict[str, Any] | None) -> str:
+    """One line for people: step time and its split, throughput, peak memory, MFU ('' without telemetry)."""
+    if not telemetry:
+        return ""
+    t = telemetry if isinstance(telemetry, Telemetry) else Telemetry.model_validate(telemetry)
+    step = t.step_seconds or 1e-12
+    split = " · ".join(f"{name} {100 * getattr(t, f'{name}_seconds') / step:.0f}%"
+                       for name in ("data", "forward", "backward", "optimizer", "other"))
+    memory = "RSS" if t.memory_kind == "rss" else "allocated"
+    mfu = f", MFU {100 * t.mfu:.1f}%" if t.mfu is not None else ""
+    return (f"{1000 * t.step_seconds:.1f} ms/step ({split}), {t.samples_per_second:.3g} samples/s, "
+            f"{t.image_tokens_per_second:.4g} image tokens/s, peak {t.peak_memory_mb:.0f} MiB {memory}{mfu}")
+
+
 def log_line(event: Event) -> str:
     """One human-readable line per event for the trainer's log (`trainer.log`, the source of a job's log tail)."""
     if event.progress is not None:
         p = event.progress
         loss = f" loss {p.loss:.4f}" if p.loss is not None else ""
         rate = f" lr {p.learning_rate:.2e}" if p.learning_rate is not None else ""
-        return f"{event.timestamp} step {p.step}/{p.total_steps} epoch {p.epoch}{loss}{rate}"
+        cost = f" | {describe_telemetry(p.telemetry)}" if p.telemetry else ""
+        return f"{event.timestamp} step {p.step}/{p.total_steps} epoch {p.epoch}{loss}{rate}{cost}"
     text = f"{event.timestamp} {event.severity.upper()} {event.type}: {event.title}"
     if event.message and event.message != event.title and not event.images:
         text += f" - {event.message}"

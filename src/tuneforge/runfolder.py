@@ -6,7 +6,8 @@
 - `control/`       one file per request from the server (`stop`, `cancel`, `checkpoint`, `validate`), renamed by
                    the trainer when it takes it and deleted once carried out; what is left when the run ends, the
                    server reports as not carried out;
-- `trainer.log`    the trainer's stdout and stderr; `pid` its process id.
+- `trainer.log`    the trainer's stdout and stderr; `pid` its process id;
+- `step`           the latest optimizer step, rewritten as training goes (progress events are throttled).
 The trainer's exit codes and the naming of the checkpoints and validation images it writes into its output folder are
 part of the contract too: the server lists and serves them and decides a job's end from them.
 """
@@ -23,7 +24,23 @@ SPEC_FILE = "spec.json"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "trainer.log"
 PID_FILE = "pid"
+STEP_FILE = "step"
 CONTROL_DIR = "control"
+
+# --- the latest step -------------------------------------------------------------------------------------------------
+
+def write_step(run_dir: Path, step: int) -> None:
+    temporary = Path(run_dir) / f".{STEP_FILE}.tmp"
+    temporary.write_text(str(step))
+    os.replace(temporary, Path(run_dir) / STEP_FILE)
+
+
+def read_step(run_dir: Path) -> int | None:
+    try:
+        return int((Path(run_dir) / STEP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
 
 # --- control requests -------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from tuneforge.cli.client import CliError, check, connect
 from tuneforge.cli.demo.follow import follow
+from tuneforge.events import describe_telemetry
 
 app = typer.Typer(help="Training jobs on a running server: submit, list, follow, stop.", no_args_is_help=True)
 out = Console()
@@ -152,7 +153,9 @@ def _progress(progress: dict[str, Any] | None) -> str | None:
         return None
     text = f"step {progress.get('step', '?')}/{progress.get('total_steps', '?')}"
     loss = progress.get("loss")
-    return text + (f", loss {loss:.4f}" if isinstance(loss, (int, float)) else "")
+    text += f", loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
+    cost = describe_telemetry(progress.get("telemetry"))
+    return f"{text}\n{cost}" if cost else text
 
 
 @app.command()

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
-from tuneforge.api.app import create_app
 from tuneforge.errors import TuneforgeError
 from tuneforge.services import setup, validation
 from tuneforge.settings import Settings
@@ -38,6 +36,8 @@ def serve(
     if env is not None:
         _check_environment(settings, env)
     try:
+        from tuneforge.api.app import create_app  # here: `tuneforge train` and the client commands need no server
+
         app = create_app(settings, start_env=env)
     except OSError as exc:  # creating the workspace's folders: under a file, no permission, disk full...
         console.print(f"[red]Cannot prepare the workspace {settings.workspace}: {exc}[/red]")
@@ -45,6 +45,8 @@ def serve(
     _announce(settings, app)
     # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback peer, whatever
     # TUNEFORGE_TRUSTED_PROXIES says; the API decides the client address itself (`api.deps.client_address`).
+    import uvicorn
+
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=5, proxy_headers=False)
     uvicorn.Server(config).run()

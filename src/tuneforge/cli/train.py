@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tuneforge import runfolder
 from tuneforge.errors import TuneforgeError
-from tuneforge.events import EventWriter, read_new_events
+from tuneforge.events import EventWriter, describe_telemetry, read_new_events
 from tuneforge.scheduler.launcher import trainer_command
 from tuneforge.settings import Settings
 
@@ -48,8 +48,11 @@ class ProgressView:
         elif event.type == "training.progress" and event.progress:
             p = event.progress
             task = self._task("training", "Training", p.total_steps)
+            loss = f"loss {p.loss:.4f}, " if p.loss is not None else ""
             self.progress.update(task, completed=p.step, total=p.total_steps,
-                                 description=f"Training (loss {p.loss:.4f}, lr {p.learning_rate:.2e})")
+                                 description=f"Training ({loss}lr {p.learning_rate:.2e})")
+            if p.telemetry and (p.step == p.total_steps or p.step % 100 == 0):
+                self.progress.console.print(f"[dim]step {p.step}: {describe_telemetry(p.telemetry)}[/dim]")
         elif event.type in ("training.checkpoint", "training.validation", "error", "training.status"):
             colour = "red" if event.severity == "error" else "cyan"
             self.progress.console.print(f"[{colour}]{event.title}[/{colour}]: {event.message}")

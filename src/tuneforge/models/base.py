@@ -212,6 +212,14 @@ class ModelAdapter(ABC):
     def predict(self, model: torch.nn.Module, noisy: NoisyBatch, batch: TrainBatch) -> torch.Tensor:
         """Run the (possibly wrapped) denoiser; returns a prediction shaped like `noisy.target`."""
 
+    @abstractmethod
+    def token_counts(self, config: Any, batch: TrainBatch) -> tuple[int, int]:
+        """Image and text tokens of one sample as the transformer (with diffusers `config`) sees them."""
+
+    @abstractmethod
+    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> int:
+        """Model FLOPs of one sample's forward pass (`models.flops`)."""
+
     def lora_target_modules(self) -> list[str]:
         """peft `target_modules` of a standard LoRA: the capability table's preset for the run."""
         return list(self.family.lora_targets[self.family.lora_target_preset(self.options)])

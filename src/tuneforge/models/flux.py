@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from tuneforge.errors import FieldError, Invalid
+from tuneforge.models import flops
 from tuneforge.models.base import ModelAdapter, ModelLoadError, NoiseObjective, NoisyBatch, PreviewHook, TrainBatch
 from tuneforge.options.model_folder import guidance_problem
 
@@ -160,6 +161,14 @@ class FluxAdapter(ModelAdapter):
             return_dict=False,
         )[0]
         return unpack(out[:, : (height // 2) * (width // 2)], height, width)  # the target's tokens come first
+
+    def token_counts(self, config: Any, batch: TrainBatch) -> tuple[int, int]:
+        """The target's 2×2 patches, and those of each reference an edit model also sees."""
+        images = [batch.latents, *batch.conditioning]
+        return sum((t.shape[-2] // 2) * (t.shape[-1] // 2) for t in images), batch.text["prompt_embeds"].shape[1]
+
+    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> int:
+        return flops.flux_forward_flops(config, image_tokens, text_tokens)
 
     # --- validation ------------------------------------------------------------------------------------------
     def build_pipeline(self, transformer: torch.nn.Module) -> Any:

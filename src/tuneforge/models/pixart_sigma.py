@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from tuneforge.models import flops
 from tuneforge.models.base import ModelAdapter, ModelLoadError, NoiseObjective, NoisyBatch, PreviewHook, TrainBatch
 
 
@@ -98,6 +99,14 @@ class PixArtSigmaAdapter(ModelAdapter):
         channels = noisy.target.shape[1]
         # PixArt predicts (epsilon, variance) when out_channels is twice the latent channels; train the first.
         return out[:, :channels] if out.shape[1] == 2 * channels else out
+
+    def token_counts(self, config: Any, batch: TrainBatch) -> tuple[int, int]:
+        height, width = batch.latents.shape[-2:]
+        patch = config["patch_size"]
+        return (height // patch) * (width // patch), batch.text["prompt_embeds"].shape[1]
+
+    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> int:
+        return flops.pixart_forward_flops(config, image_tokens, text_tokens)
 
     # --- validation ------------------------------------------------------------------------------------------
     def build_pipeline(self, transformer: torch.nn.Module) -> Any:

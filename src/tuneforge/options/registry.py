@@ -188,6 +188,10 @@ class TrainingOptions(BaseModel):
         "data")
     cache_dir_vae: PathText | None = opt(None, "Default folder for cached VAE latents.", "data")
     dataloader_prefetch: bool = opt(False, "Load batches in a background thread.", "data")
+    trainer_threads: int | None = opt(
+        None, "CPU threads for the trainer's tensor work; empty: the CPUs the trainer may use, less one for the "
+        "server and data loading (threads spinning against a busy core slow every step down).", "distributed",
+        ge=1, le=1024)
     resolution: float = opt(1024, "Default training resolution (pixels, or megapixels for area).", "data", gt=0)
     resolution_type: Literal["pixel", "area", "pixel_area"] = opt(
         "pixel_area", "How `resolution` is read by default.", "data")

@@ -7,6 +7,7 @@ events in the same transaction, so a server restart continues exactly where it s
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ class Monitor:
         self.children: dict[str, subprocess.Popen] = {}
         self.signalled: set[str] = set()
         self.oom_kills_at_launch: dict[str, int | None] = {}
+        self.read_to: dict[Path, int] = {}  # each live job's events file, and how far the last tick read it
 
     def adopt_all(self) -> None:
         """At start-up: keep watching trainers that outlived the previous server; close out the rest, after
@@ -68,12 +70,25 @@ class Monitor:
     def tick(self) -> bool:
         """One pass over all jobs; True when anything new was stored (listeners are then woken)."""
         changed = False
+        read_to = {}
         with self.session_factory() as db:
             changed |= self._launch_queued(db)
             for job in jobs.live(db):
                 changed |= self._ingest(db, job) > 0
                 changed |= self._check_process(db, job)
+                read_to[Path(job.run_dir) / runfolder.EVENTS_FILE] = job.events_offset
+        self.read_to = read_to
         return changed
+
+    def has_news(self) -> bool:
+        """A live trainer has written events since the last tick: a stat per job, no database."""
+        for path, offset in self.read_to.items():
+            try:
+                if os.stat(path).st_size > offset:
+                    return True
+            except OSError:
+                continue
+        return False
 
     def _launch_queued(self, db: Session) -> bool:
         """Start the queued jobs that fit now (`services.placement`), each on the GPUs it is leased."""

@@ -20,6 +20,7 @@ from tuneforge.services.secrets import stored_key
 
 log = logging.getLogger("tuneforge.scheduler")
 TICK_SECONDS = 0.25
+EVENT_POLL_SECONDS = 0.02  # how soon a trainer's new events reach the database and the streams
 
 
 class Scheduler:
@@ -72,9 +73,20 @@ class Scheduler:
                     await self.bus.publish()
             except Exception:  # keep watching: one bad tick must not stop the server's view of its jobs
                 log.exception("scheduler tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            await self._until_due()
             self._wake.clear()
+
+    async def _until_due(self) -> None:
+        """Until the next tick: TICK_SECONDS, less when woken (a job queued or steered) or when a trainer has
+        written new events (checked every EVENT_POLL_SECONDS with a stat per live job)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TICK_SECONDS
+        while (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(left, EVENT_POLL_SECONDS))
+                return
+            if self.monitor.has_news():
+                return
 
     async def _send_webhooks(self) -> None:
         while True:

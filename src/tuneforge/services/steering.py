@@ -25,10 +25,22 @@ def public(job: Job, principal: Principal | None = None, devices: list[int] | No
     return JobPublic(
         job_id=job.id, status=job.state, owner=job.owner_name, env_name=job.env_name, output_dir=job.output_dir,
         run_dir=job.run_dir, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        reason=job.reason, exit_code=job.exit_code, progress=job.progress, startup_progress=job.startup or {},
+        reason=job.reason, exit_code=job.exit_code, progress=live_progress(job), startup_progress=job.startup or {},
         log_tail=job.log_tail, config=config, gpu_count=job.gpu_count, devices=devices or [],
         may_steer=jobs.may_steer(job, principal) if principal is not None else None,
     )
+
+
+def live_progress(job: Job) -> dict[str, Any] | None:
+    """The last progress event's figures, at the step the trainer has reached since (events come once a second)."""
+    progress = job.progress
+    if not progress or job.state not in jobs.LIVE:
+        return progress
+    step = runfolder.read_step(Path(job.run_dir))
+    if step is None or step <= progress.get("step", 0):
+        return progress
+    total = progress.get("total_steps") or 0
+    return {**progress, "step": step, "percent": round(100.0 * step / total, 2) if total else progress.get("percent")}
 
 
 def masked_webhook(entry: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,9 +15,11 @@ from tuneforge import runfolder
 from tuneforge.data.plan import epoch_batches
 from tuneforge.events import Progress
 from tuneforge.models.base import TrainBatch
+from tuneforge.models.flops import training_flops
 from tuneforge.trainer.batches import load_batch, prefetched, step_generator
 from tuneforge.trainer.outputs import save_checkpoint
 from tuneforge.trainer.setup import Run
+from tuneforge.trainer.telemetry import StepMeter
 from tuneforge.trainer.validation import configured as validation_configured
 from tuneforge.trainer.validation import validate
 
@@ -53,34 +56,53 @@ def epoch_stream(run: Run) -> tuple[int, Iterator[TrainBatch]]:
 
 @dataclass
 class Reporter:
-    """Progress events at most once a second (and at the first and last step), with samples per second and every
-    step's loss and learning rate since the previous event."""
+    """Progress events at most once a second (and at the first and last step). Each lists every step's loss and
+    learning rate since the previous one and what those steps cost (`telemetry`). Losses stay on the device until
+    then: reading one back makes the host wait for the device, so it happens once a report, not once a step."""
 
+    meter: StepMeter
     last: float = 0.0
-    samples: int = 0
     since: float = field(default_factory=time.monotonic)
     steps: list[int] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
+    losses: list[torch.Tensor] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
 
-    def step(self, run: Run, loss: float, learning_rate: float, samples: int) -> None:
-        self.samples += samples
+    def step(self, run: Run, loss: torch.Tensor, learning_rate: float) -> None:
         self.steps.append(run.global_step)
         self.losses.append(loss)
         self.rates.append(learning_rate)
         now = time.monotonic()
         if now - self.last < PROGRESS_EVERY_S and run.global_step not in (1, run.total_steps):
             return
-        speed = self.samples / max(now - self.since, 1e-9)
-        run.accelerator.log({"train/samples_per_second": speed, "train/epoch": run.epoch + 1}, step=run.global_step)
+        losses = torch.stack(self.losses).tolist()
+        run.losses.extend(losses)
+        for step, value, rate in zip(self.steps, losses, self.rates, strict=True):
+            run.accelerator.log({"train/loss": value, "train/learning_rate": rate}, step=step)
+        telemetry = self.meter.report(now - self.since)
+        if telemetry is not None:
+            figures = {f"perf/{key}": value for key, value in telemetry.model_dump().items()
+                       if isinstance(value, float)}
+            run.accelerator.log({"train/samples_per_second": telemetry.samples_per_second,
+                                 "train/epoch": run.epoch + 1, **figures}, step=run.global_step)
         run.events("training.progress", "Training progress", f"step {run.global_step}/{run.total_steps}",
                    progress=Progress(step=run.global_step, total_steps=run.total_steps, epoch=run.epoch + 1,
-                                     total_epochs=run.total_epochs, loss=loss, learning_rate=learning_rate,
-                                     samples_per_second=round(speed, 3),
+                                     total_epochs=run.total_epochs, loss=losses[-1], learning_rate=learning_rate,
+                                     samples_per_second=telemetry.samples_per_second if telemetry else None,
                                      percent=round(100.0 * run.global_step / run.total_steps, 2),
-                                     steps=self.steps, losses=self.losses, learning_rates=self.rates))
-        self.last, self.samples, self.since = now, 0, now
+                                     steps=self.steps, losses=losses, learning_rates=self.rates,
+                                     telemetry=telemetry))
+        self.last, self.since = now, now
         self.steps, self.losses, self.rates = [], [], []
+
+
+def step_cost(run: Run, config: Any, batch: TrainBatch) -> tuple[int, int, int]:
+    """Samples and image tokens of one micro-batch on all ranks (as if each rank's were this one), and its model
+    FLOPs on this rank (MFU is per device)."""
+    samples, world = batch.latents.shape[0], run.accelerator.num_processes
+    image_tokens, text_tokens = run.adapter.token_counts(config, batch)
+    forward = run.adapter.forward_flops(config, image_tokens, text_tokens) * samples
+    return (samples * world, image_tokens * samples * world,
+            training_flops(forward, trains_base=run.options.model_type == "full"))
 
 
 def after_step(run: Run) -> str | None:
@@ -108,18 +130,22 @@ def after_step(run: Run) -> str | None:
 def train_loop(run: Run) -> str:
     """Train until total_steps; returns "completed", "stopped" or "cancelled"."""
     options, accelerator = run.options, run.accelerator
-    rank, world = accelerator.process_index, accelerator.num_processes
+    rank = accelerator.process_index
     accumulation = options.gradient_accumulation_steps
-    objective, reporter = run.adapter.objective, Reporter()
+    objective, meter, config = run.adapter.objective, StepMeter(accelerator.device), run.unwrapped().config
+    reporter = Reporter(meter)
     run.events.status("running", f"training from step {run.global_step} to {run.total_steps}",
                       step=run.global_step, total_steps=run.total_steps)
 
     while run.global_step < run.total_steps:
         steps, stream = epoch_stream(run)
         for _ in range(run.step_in_epoch, steps):
+            meter.begin()
             loss_sum = torch.zeros((), device=accelerator.device)
             for micro in range(accumulation):
                 batch = next(stream)
+                meter.lap("data")
+                meter.count(*step_cost(run, config, batch))
                 sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(run.model)
                 generator = step_generator(run.seed, run.global_step, micro, rank)
                 noise = torch.randn(batch.latents.shape, generator=generator).to(batch.latents)
@@ -128,22 +154,25 @@ def train_loop(run: Run) -> str:
                     with accelerator.autocast():
                         prediction = run.adapter.predict(run.model, noisy, batch)
                     loss = F.mse_loss(prediction.float(), noisy.target.float())
+                    meter.lap("forward")
                     accelerator.backward(loss / accumulation)
+                    meter.lap("backward")
                 loss_sum += loss.detach()
             if options.max_grad_norm:
                 accelerator.clip_grad_norm_(run.params, options.max_grad_norm)
             run.optimizer.step()
             run.scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
+            meter.lap("optimizer")
             run.global_step += 1
             run.step_in_epoch += 1
 
-            loss_value = accelerator.reduce(loss_sum / accumulation, "mean").item()
-            run.losses.append(loss_value)
-            learning_rate = run.scheduler.get_last_lr()[0]
-            accelerator.log({"train/loss": loss_value, "train/learning_rate": learning_rate}, step=run.global_step)
-            reporter.step(run, loss_value, learning_rate, options.train_batch_size * accumulation * world)
+            loss_value = accelerator.reduce(loss_sum / accumulation, "mean")  # still on the device
+            if run.is_main:
+                run.control.report_step(run.global_step)
             outcome = after_step(run)
+            meter.end_step()  # a scheduled checkpoint or validation counts in its step's time
+            reporter.step(run, loss_value, run.scheduler.get_last_lr()[0])
             if outcome is not None:
                 return outcome
         run.epoch, run.step_in_epoch = run.epoch + 1, 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tuneforge import runfolder
 from tuneforge.errors import FieldError, Invalid
 from tuneforge.events import EventWriter
@@ -17,6 +19,7 @@ from tuneforge.trainer.scripts import wait_for_hooks
 from tuneforge.trainer.setup import (
     Run,
     choose_seed,
+    choose_threads,
     choose_trainable,
     make_accelerator,
     prepare_data,
@@ -33,6 +36,7 @@ def build_run(spec: Any, run_dir: Path | None, events: EventWriter | None = None
     options = spec.config
     # The one place the output folder is decided: caches default to living inside it too.
     output_dir = Path(options.output_dir or (spec.workspace / "output" / (spec.job_id or "run")))
+    torch.set_num_threads(choose_threads(options))
     accelerator = make_accelerator(spec, output_dir)
     if events is None:
         path = Path(run_dir) / runfolder.EVENTS_FILE if run_dir else None
@@ -56,21 +60,26 @@ def weights_checksums(run: Run) -> list[float]:
     return [float(x) for x in run.accelerator.gather(total).cpu()]
 
 
-def execute(run: Run) -> str:
-    """All stages and the loop; returns "completed", "stopped" or "cancelled". Errors propagate."""
+def prepare(run: Run, resume: Path | None) -> None:
+    """Everything before the first step: seed, model adapter, what is trained, cached data, the model, optimizer and
+    schedule (from `resume` when given). `bench/step_overhead.py` starts from here too."""
     from accelerate.utils import set_seed
 
-    options = run.options
-    run.events.status("started", f"{options.model_family} {options.model_type} run starting",
-                      output_dir=str(run.output_dir))
-    resume = checkpoints.resolve(run.output_dir, options.resume_from_checkpoint)
     run.seed = choose_seed(run, resume)
-    run.adapter = get_adapter(options, run.accelerator.device)
+    run.adapter = get_adapter(run.options, run.accelerator.device)
     choose_trainable(run)
     prepare_data(run)
     set_seed(run.seed)  # before the LoRA is initialised, so a fresh run is reproducible
     prepare_model(run)
     prepare_training(run, resume)
+
+
+def execute(run: Run) -> str:
+    """All stages and the loop; returns "completed", "stopped" or "cancelled". Errors propagate."""
+    options = run.options
+    run.events.status("started", f"{options.model_family} {options.model_type} run starting",
+                      output_dir=str(run.output_dir), cpu_threads=torch.get_num_threads())
+    prepare(run, checkpoints.resolve(run.output_dir, options.resume_from_checkpoint))
     trackers.start(run)
     outcome = train_loop(run)
     final = None

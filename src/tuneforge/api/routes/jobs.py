@@ -77,13 +77,13 @@ def training_cancel(db: DbSession, fields: FormFields, principal: Steerer, job_i
 @router.get("/api/training/status", response_model=TrainingStatus)
 def training_status(db: DbSession, principal: Viewer) -> TrainingStatus:
     """The current job (the caller's most recent running job, else anyone's, else the latest) and all running."""
-    running = [RunningJob(job_id=j.id, status=j.state, owner=j.owner_name, env_name=j.env_name, progress=j.progress,
-                          started_at=j.started_at) for j in jobs.live(db)]
+    running = [RunningJob(job_id=j.id, status=j.state, owner=j.owner_name, env_name=j.env_name,
+                          progress=steering.live_progress(j), started_at=j.started_at) for j in jobs.live(db)]
     job = jobs.current_or_latest(db, principal)
     if job is None:
         return TrainingStatus(status="idle", job_id=None, progress=None, startup_progress={}, job_info=None)
     info = steering.public(job)
-    return TrainingStatus(status=job.state, job_id=job.id, progress=job.progress,
+    return TrainingStatus(status=job.state, job_id=job.id, progress=info.progress,
                           startup_progress=info.startup_progress, job_info=info, running_jobs=running)
 
 

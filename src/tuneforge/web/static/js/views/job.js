@@ -118,7 +118,8 @@ export function renderJob(view, ctx, jobId) {
         h("dt", {}, "Loss"), h("dd", { id: "current-loss" }, formatNumber(progress.loss)),
         h("dt", {}, "Learning rate"), h("dd", {}, formatNumber(progress.learning_rate)),
         h("dt", {}, "Samples/s"), h("dd", {}, formatNumber(progress.samples_per_second, 2)),
-        h("dt", {}, "ETA"), h("dd", {}, FINAL.includes(job.status) ? "–" : formatDuration(remaining))));
+        h("dt", {}, "ETA"), h("dd", {}, FINAL.includes(job.status) ? "–" : formatDuration(remaining)),
+        ...costFacts(progress.telemetry)));
   }
 
   function onEvent(event) {
@@ -204,6 +205,22 @@ export function renderJob(view, ctx, jobId) {
     if (stream) stream.close();
     charts.forEach((chart) => chart.dispose());
   };
+}
+
+const PHASES = ["data", "forward", "backward", "optimizer", "other"];
+
+// What the latest steps cost: time and where it went, throughput, memory, and MFU on a GPU.
+function costFacts(t) {
+  if (!t) return [];
+  const split = PHASES.map((name) => `${name} ${Math.round((100 * t[`${name}_seconds`]) / t.step_seconds)}%`);
+  return [
+    h("dt", {}, "Step time"), h("dd", { id: "step-time" }, `${(1000 * t.step_seconds).toFixed(1)} ms`),
+    h("dt", {}, "Split"), h("dd", {}, split.join(" · ")),
+    h("dt", {}, "Image tokens/s"), h("dd", {}, Math.round(t.image_tokens_per_second).toLocaleString()),
+    h("dt", {}, "Peak memory"), h("dd", {}, `${Math.round(t.peak_memory_mb).toLocaleString()} MiB`
+      + (t.memory_kind === "rss" ? " (process)" : " (GPU)")),
+    t.mfu === null || t.mfu === undefined ? null : [h("dt", {}, "MFU"), h("dd", {}, `${(100 * t.mfu).toFixed(1)}%`)],
+  ];
 }
 
 // Steps per second over the last minute of reports, for the ETA.
