@@ -8,7 +8,8 @@ trainer's cached latents and text embeddings at 1024², batch 1):
 Each case runs the production adapter's `predict`, LoRA attachment (peft, `models.lora.PeftLora`), quantisation
 (`models.precision.quantise`) and FLOPs formulas (`models.flops`), with SDPA attention and a fused AdamW;
 `--compile` compiles each transformer block. Targets on one H100/H200: Flux LoRA without recompute ≥ 45 % MFU;
-int8 base peak memory ≤ 16 GB. A case that fails (out of memory, say) is reported and the run goes on.
+int8 base peak memory ≤ 16 GB. A case that fails (out of memory, say) is reported and the run goes on; the exit
+code is 1 when any did.
 
 `--tiny` runs the same code on the tiny models' dimensions on the CPU, so the script is known to work before a
 GPU is at hand. The last line printed is one JSON object with every figure and its target.
@@ -190,6 +191,8 @@ def main() -> int:
             results.append({"case": case.name, "error": f"{type(exc).__name__}: {exc}"[:500],
                             "targets": TARGETS.get(case.name, {})})
         gc.collect()
+        if args.compile:
+            torch._dynamo.reset()  # each case compiles its own model
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print(f"{'case':<26} {'step s':>8} {'TFLOP/s':>8} {'MFU':>6} {'peak GB':>8}  target")
@@ -203,7 +206,7 @@ def main() -> int:
         print(f"{r['case']:<26} {r['step_seconds']:>8.3f} {r['tflops']:>8.3g} {mfu:>6} {memory:>8}  {target}")
     print(json.dumps({"bench": "gpu", "device": name, "tiny": args.tiny, "compile": args.compile,
                       "results": results}))
-    return 0
+    return 1 if any(r.get("error") for r in results) else 0
 
 
 if __name__ == "__main__":

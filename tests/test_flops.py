@@ -8,7 +8,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from tuneforge.models.flops import flux_forward_flops, pixart_forward_flops, training_flops
+from tuneforge.models.flops import Flops, flux_forward_flops, pixart_forward_flops, training_flops
 from tuneforge.models.tiny import tiny_flux_transformer, tiny_pixart_transformer
 
 PIXART = {"num_attention_heads": 2, "attention_head_dim": 4, "patch_size": 2, "in_channels": 4, "out_channels": 8,
@@ -28,7 +28,9 @@ def test_pixart_by_hand():
     feed_forward = 4 * (8 * 32 + 32 * 8)
     output = 4 * 8 * (2 * 2 * 8)
     macs = patch_embed + timestep + caption + self_attention + cross_attention + feed_forward + output
-    assert pixart_forward_flops(PIXART, image_tokens=4, text_tokens=3) == 2 * macs
+    counted = pixart_forward_flops(PIXART, image_tokens=4, text_tokens=3)
+    assert counted.total == 2 * macs
+    assert counted.attention == 2 * (4 * 4 * 8 * 2 + 4 * 3 * 8 * 2), "the products of queries and keys, and of V"
 
 
 def test_flux_by_hand():
@@ -40,7 +42,9 @@ def test_flux_by_hand():
             + 7 * (4 * 16 + 16 * 4))  # each token's feed-forward
     single = 4 * 12 + 7 * (4 * 16) + 7 * (3 * 16) + 2 * 7 * 7 * 4 + 7 * (20 * 4)  # modulation, mlp, qkv, attn, out
     output = 4 * 8 + 5 * 4 * 8
-    assert flux_forward_flops(FLUX, image_tokens=5, text_tokens=2) == 2 * (embedders + dual + single + output)
+    counted = flux_forward_flops(FLUX, image_tokens=5, text_tokens=2)
+    assert counted.total == 2 * (embedders + dual + single + output)
+    assert counted.attention == 2 * 2 * (2 * 7 * 7 * 4)  # one dual and one single block over 7 joint tokens
 
 
 def measured(model: torch.nn.Module, **inputs) -> int:
@@ -56,7 +60,7 @@ def test_pixart_matches_the_flop_counter(size, text):
     inputs = {"hidden_states": torch.randn(2, 4, size, size), "encoder_hidden_states": torch.randn(2, text, 32),
               "timestep": torch.tensor([10, 20]), "added_cond_kwargs": {"resolution": None, "aspect_ratio": None}}
     tokens = (size // model.config.patch_size) ** 2
-    assert measured(model, **inputs) == 2 * pixart_forward_flops(model.config, tokens, text)
+    assert measured(model, **inputs) == 2 * pixart_forward_flops(model.config, tokens, text).total
 
 
 @pytest.mark.parametrize("guidance", [True, False])
@@ -67,9 +71,11 @@ def test_flux_matches_the_flop_counter(guidance):
               "guidance": torch.tensor([3.5, 3.5]) if guidance else None,
               "pooled_projections": torch.randn(2, 32), "encoder_hidden_states": torch.randn(2, text, 32),
               "txt_ids": torch.zeros(text, 3), "img_ids": torch.zeros(tokens, 3), "return_dict": False}
-    assert measured(model, **inputs) == 2 * flux_forward_flops(model.config, tokens, text)
+    assert measured(model, **inputs) == 2 * flux_forward_flops(model.config, tokens, text).total
 
 
 def test_training_counts_the_backward_pass():
-    assert training_flops(100, trains_base=True) == 300  # activations' and weights' gradients
-    assert training_flops(100, trains_base=False) == 200  # an adapter: the base's weights get no gradient
+    forward = Flops(weighted=100, attention=10)
+    assert training_flops(forward, trains_base=True) == 300 + 30  # activations' and weights' gradients
+    assert training_flops(forward, trains_base=False) == 200 + 30  # the base's weights get none; attention has none
+    assert forward.times(4) == Flops(400, 40)

@@ -4,6 +4,8 @@ from the run folder; the trainer's thread count; the latest step between throttl
 from __future__ import annotations
 
 import os
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -45,7 +47,7 @@ def test_the_model_flops_are_the_formulas(finished_run):
     run, events, _ = finished_run
     config = run.unwrapped().config
     text_tokens = run.adapter.max_tokens
-    expected = training_flops(2 * pixart_forward_flops(config, 16, text_tokens), trains_base=False)
+    expected = training_flops(pixart_forward_flops(config, 16, text_tokens).times(2), trains_base=False)
     last = [e for e in events if e["type"] == "training.progress"][-1]["progress"]["telemetry"]
     assert last["model_tflops_per_step"] == pytest.approx(expected / 1e12, rel=1e-3)
 
@@ -64,6 +66,9 @@ def test_the_trainer_chooses_its_threads_and_says_so(finished_run, monkeypatch):
     started = next(e for e in events if e["type"] == "training.status" and e["data"]["status"] == "started")
     assert started["data"]["cpu_threads"] == choose_threads(SimpleNamespace(trainer_threads=None))
     assert choose_threads(SimpleNamespace(trainer_threads=3)) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert choose_threads(SimpleNamespace(trainer_threads=None)) == 5, "an admin's OMP_NUM_THREADS is kept"
+    monkeypatch.delenv("OMP_NUM_THREADS")
     cpus = len(os.sched_getaffinity(0))
     assert choose_threads(SimpleNamespace(trainer_threads=None)) == max(1, cpus - 1)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus))
@@ -79,3 +84,23 @@ def test_the_status_shows_the_latest_step_between_events(tmp_path):
     assert live_progress(job) == {"step": 50, "total_steps": 200, "percent": 25.0, "loss": 0.5}
     job.state = "completed"
     assert live_progress(job)["step"] == 10, "an ended job shows its last report"
+
+
+def test_a_stopped_run_reports_its_last_steps(tmp_path, tiny_pixart):
+    """A stop between two reports (reports come once a second): the steps since the last one are reported before
+    the run ends. The stop is asked for once the run folder's step counter passes step 1."""
+    spec = make_spec(tmp_path, tiny_pixart, write_images(tmp_path / "data", 2, sizes=((64, 64),)),
+                     max_train_steps=10_000)
+    run_dir = tmp_path / "run"
+
+    def stop_soon() -> None:
+        while (runfolder.read_step(run_dir) or 0) < 2:
+            time.sleep(0.001)
+        runfolder.request(run_dir, "stop")
+
+    threading.Thread(target=stop_soon, daemon=True).start()
+    outcome, run = run_in_process(tmp_path, spec)
+    assert outcome == "stopped" and 1 < run.global_step < 10_000
+    reports = [e["progress"] for e in read_events(run_dir) if e["type"] == "training.progress"]
+    assert [step for report in reports for step in report["steps"]] == list(range(1, run.global_step + 1))
+    assert len(run.losses) == run.global_step

@@ -49,7 +49,7 @@ class Telemetry(BaseModel):
     forward_seconds: float
     backward_seconds: float
     optimizer_seconds: float  # clipping, the optimizer and the schedule
-    other_seconds: float  # reporting, control requests, scheduled checkpoints and validation
+    other_seconds: float  # between steps: control requests, scheduled checkpoints and validation, reports
     samples_per_second: float
     image_tokens_per_second: float
     model_tflops_per_step: float

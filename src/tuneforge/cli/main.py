@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -57,11 +58,14 @@ def main() -> None:
         app()
         code = 0
     except SystemExit as done:
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     if "torch" not in sys.modules:
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    atexit._run_exitfuncs()  # what libraries registered (wandb finishes its run and removes its media folder)
     logging.shutdown()
     os._exit(code)

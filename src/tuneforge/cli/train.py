@@ -31,6 +31,7 @@ class ProgressView:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, int] = {}
+        self.costs_shown = 0  # the step whose costs were printed last
 
     def _task(self, key: str, label: str, total: int | None) -> int:
         if key not in self.tasks:
@@ -51,7 +52,8 @@ class ProgressView:
             loss = f"loss {p.loss:.4f}, " if p.loss is not None else ""
             self.progress.update(task, completed=p.step, total=p.total_steps,
                                  description=f"Training ({loss}lr {p.learning_rate:.2e})")
-            if p.telemetry and (p.step == p.total_steps or p.step % 100 == 0):
+            if p.telemetry and (p.step == p.total_steps or p.step // 100 > self.costs_shown // 100):
+                self.costs_shown = p.step  # reports come once a second: a line each hundred steps crossed
                 self.progress.console.print(f"[dim]step {p.step}: {describe_telemetry(p.telemetry)}[/dim]")
         elif event.type in ("training.checkpoint", "training.validation", "error", "training.status"):
             colour = "red" if event.severity == "error" else "cyan"

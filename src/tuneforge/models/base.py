@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from tuneforge.models.flops import Flops
 from tuneforge.models.precision import load_dtype, load_kwargs, quantise
 from tuneforge.options.capabilities import FAMILIES, flavour_of
 from tuneforge.options.model_folder import folder_problems
@@ -217,7 +218,7 @@ class ModelAdapter(ABC):
         """Image and text tokens of one sample as the transformer (with diffusers `config`) sees them."""
 
     @abstractmethod
-    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> int:
+    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> Flops:
         """Model FLOPs of one sample's forward pass (`models.flops`)."""
 
     def lora_target_modules(self) -> list[str]:

@@ -163,11 +163,11 @@ class FluxAdapter(ModelAdapter):
         return unpack(out[:, : (height // 2) * (width // 2)], height, width)  # the target's tokens come first
 
     def token_counts(self, config: Any, batch: TrainBatch) -> tuple[int, int]:
-        """The target's 2×2 patches, and those of each reference an edit model also sees."""
-        images = [batch.latents, *batch.conditioning]
-        return sum((t.shape[-2] // 2) * (t.shape[-1] // 2) for t in images), batch.text["prompt_embeds"].shape[1]
+        """The target's 2×2 patches (`image_tokens` packs them)."""
+        height, width = batch.latents.shape[-2:]
+        return (height // 2) * (width // 2), batch.text["prompt_embeds"].shape[1]
 
-    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> int:
+    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> flops.Flops:
         return flops.flux_forward_flops(config, image_tokens, text_tokens)
 
     # --- validation ------------------------------------------------------------------------------------------

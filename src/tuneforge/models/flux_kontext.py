@@ -34,6 +34,11 @@ class FluxKontextAdapter(FluxAdapter):
             all_ids.append(reference_ids)
         return torch.cat(all_tokens, dim=1), torch.cat(all_ids, dim=0)
 
+    def token_counts(self, config: Any, batch: TrainBatch) -> tuple[int, int]:
+        """The target's tokens and those of every reference, which the transformer sees beside them."""
+        image_tokens, text_tokens = super().token_counts(config, batch)
+        return image_tokens + sum((r.shape[-2] // 2) * (r.shape[-1] // 2) for r in batch.conditioning), text_tokens
+
     def reference_inputs(self, reference: Image.Image | None) -> dict[str, Any]:
         """The reference as given, and no resizing by the pipeline (it would go to 1024²)."""
         if reference is None:

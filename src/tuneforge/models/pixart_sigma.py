@@ -105,7 +105,7 @@ class PixArtSigmaAdapter(ModelAdapter):
         patch = config["patch_size"]
         return (height // patch) * (width // patch), batch.text["prompt_embeds"].shape[1]
 
-    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> int:
+    def forward_flops(self, config: Any, image_tokens: int, text_tokens: int) -> flops.Flops:
         return flops.pixart_forward_flops(config, image_tokens, text_tokens)
 
     # --- validation ------------------------------------------------------------------------------------------

@@ -71,9 +71,10 @@ class Scheduler:
             try:
                 if await asyncio.to_thread(self.monitor.tick):
                     await self.bus.publish()
+                await self._until_due()
             except Exception:  # keep watching: one bad tick must not stop the server's view of its jobs
                 log.exception("scheduler tick failed")
-            await self._until_due()
+                await asyncio.sleep(TICK_SECONDS)  # not at once again: the news that failed is still there
             self._wake.clear()
 
     async def _until_due(self) -> None:

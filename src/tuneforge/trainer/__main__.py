@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import logging
@@ -126,12 +127,13 @@ def _report_end(events, exc: BaseException, code: int, title: str) -> None:
 
 
 def _exit(code: int) -> None:
-    """Exit with `code` once the output is flushed (what a full disk refused is dropped), without the interpreter's
-    teardown: the run has closed its files and trackers, and tearing down torch's object graph costs a second or
-    more of every job's wall time."""
+    """Exit with `code` once the output is flushed (what a full disk refused is dropped) and the exit handlers have
+    run, without the interpreter's teardown: tearing down torch's object graph costs a second or more of every
+    job's wall time, and the run has closed its files and trackers (`execute`)."""
     for name in ("stdout", "stderr"):
         with contextlib.suppress(OSError, ValueError):
             getattr(sys, name).flush()
+    atexit._run_exitfuncs()  # what libraries registered (wandb finishes its run and removes its media folder)
     logging.shutdown()
     os._exit(code)
 

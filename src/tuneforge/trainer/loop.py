@@ -71,9 +71,14 @@ class Reporter:
         self.steps.append(run.global_step)
         self.losses.append(loss)
         self.rates.append(learning_rate)
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_S and run.global_step not in (1, run.total_steps):
+        if time.monotonic() - self.last >= PROGRESS_EVERY_S or run.global_step in (1, run.total_steps):
+            self.flush(run)
+
+    def flush(self, run: Run) -> None:
+        """Report the steps since the last report, if any (also when a run stops, is cancelled or fails)."""
+        if not self.steps:
             return
+        now = time.monotonic()
         losses = torch.stack(self.losses).tolist()
         run.losses.extend(losses)
         for step, value, rate in zip(self.steps, losses, self.rates, strict=True):
@@ -86,7 +91,7 @@ class Reporter:
                                  "train/epoch": run.epoch + 1, **figures}, step=run.global_step)
         run.events("training.progress", "Training progress", f"step {run.global_step}/{run.total_steps}",
                    progress=Progress(step=run.global_step, total_steps=run.total_steps, epoch=run.epoch + 1,
-                                     total_epochs=run.total_epochs, loss=losses[-1], learning_rate=learning_rate,
+                                     total_epochs=run.total_epochs, loss=losses[-1], learning_rate=self.rates[-1],
                                      samples_per_second=telemetry.samples_per_second if telemetry else None,
                                      percent=round(100.0 * run.global_step / run.total_steps, 2),
                                      steps=self.steps, losses=losses, learning_rates=self.rates,
@@ -100,7 +105,7 @@ def step_cost(run: Run, config: Any, batch: TrainBatch) -> tuple[int, int, int]:
     FLOPs on this rank (MFU is per device)."""
     samples, world = batch.latents.shape[0], run.accelerator.num_processes
     image_tokens, text_tokens = run.adapter.token_counts(config, batch)
-    forward = run.adapter.forward_flops(config, image_tokens, text_tokens) * samples
+    forward = run.adapter.forward_flops(config, image_tokens, text_tokens).times(samples)
     return (samples * world, image_tokens * samples * world,
             training_flops(forward, trains_base=run.options.model_type == "full"))
 
@@ -128,12 +133,23 @@ def after_step(run: Run) -> str | None:
 
 
 def train_loop(run: Run) -> str:
-    """Train until total_steps; returns "completed", "stopped" or "cancelled"."""
+    """Train until total_steps; returns "completed", "stopped" or "cancelled". The steps reported last are never
+    lost: on a stop, a cancel or an error the report is made before the loop returns or raises."""
+    meter = StepMeter(run.accelerator.device)
+    reporter = Reporter(meter)
+    try:
+        return _steps(run, meter, reporter)
+    except BaseException:
+        with contextlib.suppress(Exception):  # after a device error the losses may not be readable any more
+            reporter.flush(run)
+        raise
+
+
+def _steps(run: Run, meter: StepMeter, reporter: Reporter) -> str:
     options, accelerator = run.options, run.accelerator
     rank = accelerator.process_index
     accumulation = options.gradient_accumulation_steps
-    objective, meter, config = run.adapter.objective, StepMeter(accelerator.device), run.unwrapped().config
-    reporter = Reporter(meter)
+    objective, config = run.adapter.objective, run.unwrapped().config
     run.events.status("running", f"training from step {run.global_step} to {run.total_steps}",
                       step=run.global_step, total_steps=run.total_steps)
 
@@ -164,16 +180,17 @@ def train_loop(run: Run) -> str:
             run.scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
             meter.lap("optimizer")
+            meter.end_step()
             run.global_step += 1
             run.step_in_epoch += 1
 
             loss_value = accelerator.reduce(loss_sum / accumulation, "mean")  # still on the device
             if run.is_main:
                 run.control.report_step(run.global_step)
+            reporter.step(run, loss_value, run.scheduler.get_last_lr()[0])  # losses reach trackers before images
             outcome = after_step(run)
-            meter.end_step()  # a scheduled checkpoint or validation counts in its step's time
-            reporter.step(run, loss_value, run.scheduler.get_last_lr()[0])
             if outcome is not None:
+                reporter.flush(run)
                 return outcome
         run.epoch, run.step_in_epoch = run.epoch + 1, 0
     return "completed"

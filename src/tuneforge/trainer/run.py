@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,16 @@ def prepare(run: Run, resume: Path | None) -> None:
 
 
 def execute(run: Run) -> str:
-    """All stages and the loop; returns "completed", "stopped" or "cancelled". Errors propagate."""
+    """All stages and the loop; returns "completed", "stopped" or "cancelled". Errors propagate; the trackers are
+    closed however the run ends (the trainer's process ends without Python's exit handlers)."""
+    try:
+        return _stages(run)
+    finally:
+        with contextlib.suppress(Exception):
+            run.accelerator.end_training()
+
+
+def _stages(run: Run) -> str:
     options = run.options
     run.events.status("started", f"{options.model_family} {options.model_type} run starting",
                       output_dir=str(run.output_dir), cpu_threads=torch.get_num_threads())
@@ -105,5 +115,4 @@ def execute(run: Run) -> str:
     else:
         run.events.status("cancelled", f"cancelled at step {run.global_step}", severity="warning",
                           step=run.global_step)
-    run.accelerator.end_training()
     return outcome

@@ -67,14 +67,27 @@ class Run:
 
 
 def choose_threads(options: Any) -> int:
-    """torch's intra-op threads: `trainer_threads`, else this process's CPUs (shared among the ranks on this
-    machine), less one for the server and data loading. A pool as wide as the machine spins against whatever
-    else runs on it: on two cores, one busy core made each tiny step 3 to 20 times slower."""
+    """torch's intra-op threads: `trainer_threads`, else `OMP_NUM_THREADS` when set, else the CPUs this process may
+    use (its affinity, within its container's CPU quota, shared among the ranks on this machine) less one for the
+    server and data loading. A pool as wide as the machine spins against whatever else runs on it: on two cores,
+    one busy core made each tiny step about four times slower."""
     if options.trainer_threads:
         return options.trainer_threads
+    if (given := os.environ.get("OMP_NUM_THREADS", "")).isdecimal() and int(given) > 0:
+        return int(given)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = min(cpus, _cpu_quota() or cpus)
     ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, cpus // max(1, ranks) - 1)
+
+
+def _cpu_quota() -> int | None:
+    """The CPUs a cgroup v2 quota allows (`docker run --cpus`), rounded up; None without a quota."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        return max(1, -(-int(quota) // int(period))) if quota != "max" else None
+    except (OSError, ValueError):
+        return None
 
 
 def make_accelerator(spec: Any, output_dir: Path) -> Any:

@@ -20,7 +20,8 @@ from tuneforge.events import Telemetry
 PHASES = ("data", "forward", "backward", "optimizer", "other")
 # Dense bf16 tensor throughput, TFLOP/s, by the device name CUDA reports (longest names first: "H100 PCIe" before
 # "H100"). `TUNEFORGE_GPU_PEAK_TFLOPS` names it for a device not listed.
-PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("H800", 989.4), ("GH200", 989.4),
+PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H800 PCIe", 756.0), ("H100", 989.4),
+                    ("GH200", 989.4), ("H200", 989.4), ("H800", 989.4),
                     ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.1), ("L40", 181.0),
                     ("L4", 121.0), ("A10G", 70.0), ("A10", 125.0))
 
@@ -54,15 +55,24 @@ class StepMeter:
     flops: int = 0
     _last: Any = None
 
+    def __post_init__(self) -> None:
+        if self.device.type == "cuda":  # the run's peak, not that of loading and caching before it
+            torch.cuda.reset_peak_memory_stats(self.device)
+
     def _mark(self) -> Any:
         if self.device.type == "cuda":
             event = torch.cuda.Event(enable_timing=True)
-            event.record()
+            event.record(torch.cuda.current_stream(self.device))
             return event
         return time.perf_counter()
 
     def begin(self) -> None:
-        self._last = self._mark()
+        """A step starts: what happened since the previous one ended (control requests, checkpoints, validation,
+        reports) counts as that one's `other`."""
+        if self._last is None:
+            self._last = self._mark()
+        else:
+            self.lap("other")
 
     def lap(self, phase: str) -> None:
         now = self._mark()
@@ -75,7 +85,6 @@ class StepMeter:
         self.flops += flops
 
     def end_step(self) -> None:
-        self.lap("other")
         self.steps += 1
 
     def report(self, wall_seconds: float) -> Telemetry | None:
