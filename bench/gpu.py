@@ -38,6 +38,7 @@ from tuneforge.models.flops import training_flops
 from tuneforge.models.lora import PeftLora
 from tuneforge.models.precision import quantise
 from tuneforge.options.registry import TrainingOptions
+from tuneforge.trainer.setup import compile_blocks as compile_transformer_blocks
 from tuneforge.trainer.telemetry import peak_tflops
 
 FLUX_DEV = {"patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38,
@@ -129,9 +130,7 @@ def prepare(case: Case, options: TrainingOptions, adapter: Any, model: torch.nn.
     if case.checkpointing:
         model.enable_gradient_checkpointing()
     if compile_blocks:
-        for blocks in ("transformer_blocks", "single_transformer_blocks"):
-            for block in getattr(model, blocks, []):
-                block.compile()
+        compile_transformer_blocks(model)
     fused = {"fused": True} if params[0].is_cuda else {"foreach": True}
     return model, params, torch.optim.AdamW(params, lr=1e-4, **fused)
 

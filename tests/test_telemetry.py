@@ -104,3 +104,14 @@ def test_a_stopped_run_reports_its_last_steps(tmp_path, tiny_pixart):
     reports = [e["progress"] for e in read_events(run_dir) if e["type"] == "training.progress"]
     assert [step for report in reports for step in report["steps"]] == list(range(1, run.global_step + 1))
     assert len(run.losses) == run.global_step
+
+
+def test_compiling_the_transformer_compiles_each_block_in_place():
+    """Compilation itself happens at the first call (a minute on these CPUs: `bench/gpu.py --compile` runs it)."""
+    from tuneforge.models.tiny import tiny_flux_transformer, tiny_pixart_transformer
+    from tuneforge.trainer.setup import compile_blocks
+
+    flux, pixart = tiny_flux_transformer(), tiny_pixart_transformer()
+    assert (compile_blocks(flux), compile_blocks(pixart)) == (3, 2)  # 1 dual + 2 single blocks; 2 PixArt blocks
+    blocks = [*flux.transformer_blocks, *flux.single_transformer_blocks, *pixart.transformer_blocks]
+    assert all(block._compiled_call_impl is not None for block in blocks)

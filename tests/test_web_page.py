@@ -144,6 +144,7 @@ def test_environments_and_datasets_show_what_the_api_holds_and_upload_with_progr
 
     page.goto(f"{url(served)}/#/datasets")
     page.get_by_role("link", name="cats").click()
+    expect(page.get_by_role("heading", name="Upload into cats")).to_be_visible()  # not the root's form, replaced
     picture, caption = tmp_path / "001.png", tmp_path / "001.txt"
     picture.write_bytes(png("red"))
     caption.write_text("a red square")

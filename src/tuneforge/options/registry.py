@@ -143,6 +143,9 @@ class TrainingOptions(BaseModel):
     seed: int | None = opt(None, "Random seed for exact reproduction and resume.", "schedule", ge=0)
     mixed_precision: Literal["bf16", "fp16", "no"] = opt("bf16", "Autocast precision.", "schedule")
     gradient_checkpointing: bool = opt(False, "Trade compute for memory.", "schedule")
+    compile_transformer: bool = opt(
+        False, "torch.compile each transformer block (faster steps on a GPU after a first slow one; needs a C++ "
+        "compiler).", "schedule")
     caption_dropout_probability: float = opt(0.0, "Probability of training on an empty caption.", "schedule",
                                              ge=0, le=1)
 

@@ -185,8 +185,20 @@ def prepare_model(run: Run) -> None:
         run.params = run.trainable.attach(transformer)
         if options.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
+        if options.compile_transformer:
+            compile_blocks(transformer)
         transformer.train()
         run.model = transformer
+
+
+def compile_blocks(transformer: torch.nn.Module) -> int:
+    """torch.compile each repeated block in place (after any adapter is attached, so it is compiled in): blocks
+    compile once and are reused, where the whole model would recompile for every new shape. Returns how many."""
+    blocks = [block for name in ("transformer_blocks", "single_transformer_blocks")
+              for block in getattr(transformer, name, None) or ()]
+    for block in blocks:
+        block.compile()
+    return len(blocks)
 
 
 def plan_schedule(run: Run) -> None:
