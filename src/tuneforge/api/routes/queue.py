@@ -56,7 +56,8 @@ async def enqueue(session_factory: sessionmaker[Session], settings: Settings, sc
                               message=message)
     scheduler.wake()
     state, reason = await scheduler.wait_for_launch(outcome.job.id, LAUNCH_WAIT_SECONDS)
-    return await asyncio.to_thread(_submitted, session_factory, scheduler, outcome.job.id, state, reason)
+    return await asyncio.to_thread(_submitted, session_factory, scheduler, outcome.job.id, state, reason,
+                                   outcome.reason)
 
 
 def _dry_run_message(outcome: submission.Outcome) -> str:
@@ -67,10 +68,12 @@ def _dry_run_message(outcome: submission.Outcome) -> str:
 
 
 def _submitted(session_factory: sessionmaker[Session], scheduler: Scheduling, job_id: str, state: str,
-               reason: str | None) -> QueueSubmitted:
+               reason: str | None, queued_because: str | None) -> QueueSubmitted:
     with session_factory() as db:
         if state == "queued":
-            waiting = queue.plan(db, scheduler.gpus).waiting.get(job_id)
+            # Why it waits now; or, when what it waited for is being freed this very moment (the plan would start
+            # it at the next tick), why it had to wait when it was submitted.
+            waiting = queue.plan(db, scheduler.gpus).waiting.get(job_id) or queued_because
             return QueueSubmitted(success=True, job_id=job_id, status="queued", allocated_gpus=[],
                                   queue_position=queue.positions(db).get(job_id), reason=waiting,
                                   message="Training queued")
