@@ -128,6 +128,14 @@ def leases(db: Session) -> dict[int, str]:
     return dict(db.execute(select(DeviceLease.device_index, DeviceLease.job_id)).tuples().all())
 
 
+def devices_by_job(db: Session) -> dict[str, list[int]]:
+    """Every live job's leased GPUs, in order."""
+    leased: dict[str, list[int]] = {}
+    for device, job_id in sorted(leases(db).items()):
+        leased.setdefault(job_id, []).append(device)
+    return leased
+
+
 def devices_of(db: Session, job_id: str) -> list[int]:
     return sorted(db.scalars(select(DeviceLease.device_index).where(DeviceLease.job_id == job_id)))
 

@@ -135,18 +135,17 @@ def after_step(run: Run) -> str | None:
 def train_loop(run: Run) -> str:
     """Train until total_steps; returns "completed", "stopped" or "cancelled". The steps reported last are never
     lost: on a stop, a cancel or an error the report is made before the loop returns or raises."""
-    meter = StepMeter(run.accelerator.device)
-    reporter = Reporter(meter)
+    reporter = Reporter(StepMeter(run.accelerator.device))
     try:
-        return _steps(run, meter, reporter)
+        return _steps(run, reporter)
     except BaseException:
         with contextlib.suppress(Exception):  # after a device error the losses may not be readable any more
             reporter.flush(run)
         raise
 
 
-def _steps(run: Run, meter: StepMeter, reporter: Reporter) -> str:
-    options, accelerator = run.options, run.accelerator
+def _steps(run: Run, reporter: Reporter) -> str:
+    options, accelerator, meter = run.options, run.accelerator, reporter.meter
     rank = accelerator.process_index
     accumulation = options.gradient_accumulation_steps
     objective, config = run.adapter.objective, run.unwrapped().config

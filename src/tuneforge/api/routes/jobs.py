@@ -183,9 +183,7 @@ def list_jobs(db: DbSession, principal: Viewer, state: jobs.State | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JobList:
     """Newest first, a page at a time (`offset`, `limit`; `total` counts all that match)."""
     page, total = jobs.list_all(db, limit, state, owner, offset)
-    leased: dict[str, list[int]] = {}
-    for device, job_id in sorted(queue.leases(db).items()):
-        leased.setdefault(job_id, []).append(device)
+    leased = queue.devices_by_job(db)
     found = [steering.public(job, principal, leased.get(job.id)) for job in page]
     return JobList(jobs=found, count=len(found), total=total, offset=offset)
 
